@@ -1,0 +1,36 @@
+# connmgr: PGXS build.  "make installcheck" runs pg_regress (sql/, expected/)
+# in a throwaway instance of its own and the TAP tests (test/t/); the pgTAP
+# suite runs with "make pgtapcheck".  test/run.sh runs everything.
+
+MODULE_big = connmgr
+OBJS = \
+	src/connmgr.o \
+	src/backends.o \
+	src/permissions.o \
+	src/terminate.o \
+	src/classdb_api.o
+
+EXTENSION = connmgr
+DATA = sql/connmgr--1.0.sql
+PGFILEDESC = "connmgr - connection management"
+
+REGRESS = classdb_api
+REGRESS_OPTS = --temp-instance=tmp_check_regress \
+	--temp-config=$(srcdir)/test/regress.conf --port=$(REGRESS_PORT)
+REGRESS_PORT ?= 58432
+
+TAP_TESTS = 1
+PROVE_TESTS = test/t/*.pl
+
+PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers \
+	-Wno-sign-compare $(if $(WERROR),-Werror)
+
+EXTRA_CLEAN = tmp_check_regress
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+.PHONY: pgtapcheck
+pgtapcheck:
+	PG_CONFIG=$(PG_CONFIG) $(srcdir)/test/pgtap/run.sh

@@ -1,0 +1,44 @@
+/* connmgr install script, version 1.0 */
+
+\echo Use "CREATE EXTENSION connmgr" to load this file. \quit
+
+-- connmgr's functions only work when the library is preloaded: refuse to
+-- install anywhere else, with a hint that says how to fix it.
+CREATE FUNCTION connmgr.check_preload() RETURNS void
+    AS 'MODULE_PATHNAME', 'connmgr_check_preload'
+    LANGUAGE C STRICT;
+SELECT connmgr.check_preload();
+DROP FUNCTION connmgr.check_preload();
+
+-- ClassDB-compatible API.  Every caller may run these; the C code decides
+-- per target connection what the caller may see and terminate.
+GRANT USAGE ON SCHEMA connmgr TO PUBLIC;
+
+-- The input parameter is unnamed: a parameter called userName would clash
+-- with the result column of the same name.
+CREATE FUNCTION connmgr.listUserConnections(VARCHAR(63))
+    RETURNS TABLE (userName VARCHAR(63),
+                   pid INT,
+                   applicationName VARCHAR(63),
+                   clientAddress INET,
+                   connectionStartTime TIMESTAMPTZ,
+                   lastQueryStartTime TIMESTAMPTZ)
+    AS 'MODULE_PATHNAME', 'connmgr_list_user_connections'
+    LANGUAGE C VOLATILE;
+
+CREATE FUNCTION connmgr.killConnection(pid INT)
+    RETURNS BOOLEAN
+    AS 'MODULE_PATHNAME', 'connmgr_kill_connection'
+    LANGUAGE C VOLATILE STRICT;
+
+CREATE FUNCTION connmgr.killUserConnections(userName VARCHAR(63))
+    RETURNS TABLE (pid INT, success BOOLEAN)
+    AS 'MODULE_PATHNAME', 'connmgr_kill_user_connections'
+    LANGUAGE C VOLATILE;
+
+COMMENT ON FUNCTION connmgr.listUserConnections(VARCHAR) IS
+    'client connections of a user that the caller may see, oldest first (ClassDB-compatible)';
+COMMENT ON FUNCTION connmgr.killConnection(INT) IS
+    'terminate one connection and wait until it is gone (ClassDB-compatible)';
+COMMENT ON FUNCTION connmgr.killUserConnections(VARCHAR) IS
+    'terminate every connection of a user the caller may terminate, one row each (ClassDB-compatible)';

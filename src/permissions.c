@@ -1,0 +1,133 @@
+/*
+ * permissions.c
+ *		Who may see and who may terminate whose connections.
+ *
+ * The rules, decided per target connection with PostgreSQL's own role
+ * functions (never a SECURITY DEFINER shortcut):
+ *	- only superusers may terminate superusers' connections;
+ *	- everyone may terminate their own connections;
+ *	- a role with the privileges of the target role may terminate it, as
+ *	  with pg_terminate_backend();
+ *	- members of pg_signal_backend may terminate any other connection;
+ *	- a role holding ADMIN OPTION on a group may terminate the regular
+ *	  connections (not walsenders) of that group's members, except members
+ *	  that hold ADMIN OPTION on the group themselves (co-administrators);
+ *	- whoever may terminate a connection may see it, and so may superusers
+ *	  and members of pg_read_all_stats.
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/pg_auth_members.h"
+#include "catalog/pg_authid.h"
+#include "utils/acl.h"
+#include "utils/catcache.h"
+#include "utils/syscache.h"
+
+#include "connmgr.h"
+
+#if PG_VERSION_NUM < 160000
+static bool
+role_inherits(Oid roleid)
+{
+	HeapTuple	tuple = SearchSysCache1(AUTHOID, ObjectIdGetDatum(roleid));
+	bool		result = false;
+
+	if (HeapTupleIsValid(tuple))
+	{
+		result = ((Form_pg_authid) GETSTRUCT(tuple))->rolinherit;
+		ReleaseSysCache(tuple);
+	}
+	return result;
+}
+#endif
+
+/*
+ * Add to *roles every role that 'member' is directly granted, skipping
+ * grants that do not pass on privileges when inherited_only is set.
+ */
+static void
+add_direct_groups(Oid member, bool inherited_only, List **roles)
+{
+	CatCList   *grants;
+
+#if PG_VERSION_NUM < 160000
+	if (inherited_only && !role_inherits(member))
+		return;
+#endif
+
+	grants = SearchSysCacheList1(AUTHMEMMEMROLE, ObjectIdGetDatum(member));
+	for (int i = 0; i < grants->n_members; i++)
+	{
+		Form_pg_auth_members grant =
+			(Form_pg_auth_members) GETSTRUCT(&grants->members[i]->tuple);
+
+#if PG_VERSION_NUM >= 160000
+		if (inherited_only && !grant->inherit_option)
+			continue;
+#endif
+		*roles = list_append_unique_oid(*roles, grant->roleid);
+	}
+	ReleaseSysCacheList(grants);
+}
+
+/*
+ * Every role that roleid is a member of, directly or through nested groups,
+ * not including roleid itself.  With inherited_only, only the groups whose
+ * privileges roleid inherits (PostgreSQL's has_privs_of_role rules).
+ * Reads only shared catalogs, so it works during authentication too.
+ */
+List *
+connmgr_roles_containing(Oid roleid, bool inherited_only)
+{
+	List	   *roles = NIL;
+
+	add_direct_groups(roleid, inherited_only, &roles);
+	for (int i = 0; i < list_length(roles); i++)
+		add_direct_groups(list_nth_oid(roles, i), inherited_only, &roles);
+
+	return list_delete_oid(roles, roleid);
+}
+
+/*
+ * Does caller administer a group that target belongs to, without target
+ * administering that group too?
+ */
+static bool
+instructs(Oid caller, Oid target)
+{
+	List	   *groups = connmgr_roles_containing(target, false);
+	ListCell   *lc;
+
+	foreach(lc, groups)
+	{
+		Oid			group = lfirst_oid(lc);
+
+		if (group != caller &&
+			is_admin_of_role(caller, group) &&
+			!is_admin_of_role(target, group))
+			return true;
+	}
+	return false;
+}
+
+bool
+connmgr_may_terminate(Oid caller, Oid target, bool walsender)
+{
+	if (superuser_arg(caller))
+		return true;
+	if (!OidIsValid(target) || superuser_arg(target))
+		return false;
+	if (caller == target || has_privs_of_role(caller, target))
+		return true;
+	if (has_privs_of_role(caller, ROLE_PG_SIGNAL_BACKEND))
+		return true;
+	return !walsender && instructs(caller, target);
+}
+
+bool
+connmgr_may_see(Oid caller, Oid target)
+{
+	return has_privs_of_role(caller, ROLE_PG_READ_ALL_STATS) ||
+		connmgr_may_terminate(caller, target, false);
+}
