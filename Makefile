@@ -31,6 +31,9 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
+# after the include: Makefile.global sets PROVE_FLAGS itself
+PROVE_FLAGS = -I $(srcdir)/test/perl
+
 .PHONY: pgtapcheck
 pgtapcheck:
 	PG_CONFIG=$(PG_CONFIG) $(srcdir)/test/pgtap/run.sh

@@ -43,8 +43,8 @@ SELECT 'still here' AS survived;
 -- Own sessions: listed, but killUserConnections(current_user) spares the
 -- caller.  The bootstrap superuser also owns the logical replication
 -- launcher, a background worker: its row says false, with a warning.
-SELECT count(*) FROM connmgr.listUserConnections(current_user::text);
-SELECT success FROM connmgr.killUserConnections(current_user::text);
+SELECT count(*) FROM connmgr.listUserConnections(current_user);
+SELECT success FROM connmgr.killUserConnections(current_user);
 
 -- Two sessions of regress_stu1, in two databases, and one of "REGRESS_STU1".
 CREATE DATABASE regress_connmgr_other;

@@ -36,9 +36,31 @@ CREATE FUNCTION connmgr.killUserConnections(userName VARCHAR(63))
     AS 'MODULE_PATHNAME', 'connmgr_kill_user_connections'
     LANGUAGE C VOLATILE;
 
+-- Text overloads: current_user and session_user are of type name, which
+-- PostgreSQL casts to text but not implicitly to VARCHAR.  A quoted literal
+-- resolves to the text overload too (text is the preferred string type).
+CREATE FUNCTION connmgr.listUserConnections(TEXT)
+    RETURNS TABLE (userName VARCHAR(63),
+                   pid INT,
+                   applicationName VARCHAR(63),
+                   clientAddress INET,
+                   connectionStartTime TIMESTAMPTZ,
+                   lastQueryStartTime TIMESTAMPTZ)
+    AS 'MODULE_PATHNAME', 'connmgr_list_user_connections'
+    LANGUAGE C VOLATILE;
+
+CREATE FUNCTION connmgr.killUserConnections(userName TEXT)
+    RETURNS TABLE (pid INT, success BOOLEAN)
+    AS 'MODULE_PATHNAME', 'connmgr_kill_user_connections'
+    LANGUAGE C VOLATILE;
+
 COMMENT ON FUNCTION connmgr.listUserConnections(VARCHAR) IS
     'client connections of a user that the caller may see, oldest first (ClassDB-compatible)';
 COMMENT ON FUNCTION connmgr.killConnection(INT) IS
     'terminate one connection and wait until it is gone (ClassDB-compatible)';
 COMMENT ON FUNCTION connmgr.killUserConnections(VARCHAR) IS
     'terminate every connection of a user the caller may terminate, one row each (ClassDB-compatible)';
+COMMENT ON FUNCTION connmgr.listUserConnections(TEXT) IS
+    'listUserConnections for text and name arguments such as current_user';
+COMMENT ON FUNCTION connmgr.killUserConnections(TEXT) IS
+    'killUserConnections for text and name arguments such as current_user';

@@ -1,0 +1,64 @@
+# Shared by test/run.sh and test/sandbox.sh: install what connmgr needs,
+# build and install it, and run commands as an unprivileged OS user
+# (PostgreSQL refuses to run as root).  Source it; it defines functions only.
+
+CONNMGR_PACKAGES="make gcc postgresql-15 postgresql-server-dev-15 libkrb5-dev
+postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl libipc-run-perl"
+
+# Run a command as root: directly when we are root, else through sudo.
+as_root() {
+	if [ "$(id -u)" -eq 0 ]; then
+		"$@"
+	elif command -v sudo >/dev/null 2>&1; then
+		sudo "$@"
+	else
+		echo "connmgr: need root (or sudo) to run: $*" >&2
+		return 1
+	fi
+}
+
+# Install the Debian packages that are missing, with one apt-get update first.
+ensure_packages() {
+	local missing=""
+	for pkg in $CONNMGR_PACKAGES; do
+		dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" ||
+			missing="$missing $pkg"
+	done
+	[ -z "$missing" ] && return 0
+	echo "connmgr: installing$missing"
+	as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+	as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
+}
+
+PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
+PG_BINDIR=$(dirname "$PG_CONFIG")
+
+# Build warning-free (-Werror) and install into the PostgreSQL tree.
+build_and_install() {
+	local src=$1
+	make -s -C "$src" PG_CONFIG="$PG_CONFIG" WERROR=1
+	as_root make -s -C "$src" PG_CONFIG="$PG_CONFIG" install
+}
+
+# The OS user servers and tests run as: ourselves, or postgres under root.
+run_user() {
+	if [ "$(id -u)" -eq 0 ]; then echo postgres; else id -un; fi
+}
+
+as_run_user() {
+	if [ "$(id -u)" -eq 0 ]; then
+		runuser -u postgres -- env PATH="$PG_BINDIR:$PATH" "$@"
+	else
+		env PATH="$PG_BINDIR:$PATH" "$@"
+	fi
+}
+
+# A scratch copy of the source tree that the run user can write to, so that
+# test results never land in (or need write access to) the checkout.
+scratch_copy() {
+	local src=$1 dest
+	dest=$(mktemp -d "${TMPDIR:-/tmp}/connmgr.XXXXXX")
+	tar -C "$src" --exclude=.git -cf - . | tar -C "$dest" -xf -
+	[ "$(id -u)" -eq 0 ] && chown -R postgres: "$dest"
+	echo "$dest"
+}

@@ -1,0 +1,69 @@
+# Helpers shared by connmgr's TAP tests: a node with connmgr preloaded,
+# idle sessions of a given role, and checks on whether a backend still runs.
+package ConnmgrTest;
+
+use strict;
+use warnings;
+
+use Exporter 'import';
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+our @EXPORT = qw(connmgr_node open_session backend_alive sql_as);
+
+# A started node with connmgr preloaded and the extension created in
+# database "postgres".  Extra postgresql.conf lines may be given.
+sub connmgr_node
+{
+	my ($name, $extra_conf) = @_;
+	my $node = PostgreSQL::Test::Cluster->new($name);
+	$node->init;
+	$node->append_conf('postgresql.conf',
+		"shared_preload_libraries = 'connmgr'\n" . ($extra_conf // ''));
+	$node->start;
+	$node->safe_psql('postgres', 'CREATE EXTENSION connmgr');
+	return $node;
+}
+
+# An idle session of $user (in database $opts{db}, default "postgres",
+# with application_name $opts{app}); ->{pid} is its backend pid.
+sub open_session
+{
+	my ($node, $user, %opts) = @_;
+	local $ENV{PGAPPNAME} = $opts{app} // 'connmgr_test';
+	my $session = $node->background_psql(
+		$opts{db} // 'postgres',
+		on_error_stop => 0,
+		extra_params => [ '-U', $user ],
+		(defined $opts{replication} ? (replication => $opts{replication}) : ()));
+	$session->{pid} =
+	  $opts{replication}
+	  ? $node->safe_psql('postgres',
+		"SELECT max(pid) FROM pg_stat_activity WHERE usename = '$user' AND backend_type = 'walsender'")
+	  : $session->query_safe('SELECT pg_backend_pid()');
+	return $session;
+}
+
+sub backend_alive
+{
+	my ($node, $pid) = @_;
+	return $node->safe_psql('postgres',
+		"SELECT count(*) FROM pg_stat_activity WHERE pid = $pid") eq '1';
+}
+
+# Run $sql as $user in a new session with verbose messages (SQLSTATEs in
+# stderr); returns (exit code, stdout, stderr).
+sub sql_as
+{
+	my ($node, $user, $sql, $db) = @_;
+	my ($stdout, $stderr);
+	my $ret = $node->psql(
+		$db // 'postgres', $sql,
+		stdout => \$stdout,
+		stderr => \$stderr,
+		extra_params => [ '-U', $user, '-v', 'VERBOSITY=verbose' ]);
+	return ($ret, $stdout, $stderr);
+}
+
+1;

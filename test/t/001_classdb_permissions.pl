@@ -1,0 +1,152 @@
+# The permission matrix of the ClassDB-compatible functions, with real
+# logins: who may see and terminate whose connections.
+use strict;
+use warnings;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use ConnmgrTest;
+
+my $node = connmgr_node('permissions', "wal_level = replica\nmax_wal_senders = 4\n");
+$node->safe_psql('postgres', q{
+	CREATE ROLE student NOLOGIN;
+	CREATE ROLE stu1 LOGIN IN ROLE student;
+	CREATE ROLE stu2 LOGIN IN ROLE student;
+	CREATE ROLE instructor LOGIN;
+	CREATE ROLE instructor2 LOGIN;
+	GRANT student TO instructor, instructor2 WITH ADMIN OPTION;
+	CREATE ROLE signaler LOGIN IN ROLE pg_signal_backend;
+	CREATE ROLE watcher LOGIN IN ROLE pg_read_all_stats;
+	CREATE ROLE dba LOGIN SUPERUSER;
+});
+
+# caller => { target => expected killConnection() result }.  'f-hidden'
+# means false because the caller may not even see the target; 'f-denied'
+# means the caller sees it but may not terminate it.
+my %matrix = (
+	stu1 => {
+		stu1 => 't', stu2 => 'f-hidden', instructor2 => 'f-hidden',
+		signaler => 'f-hidden', dba => 'f-hidden'
+	},
+	instructor => {
+		stu1 => 't', stu2 => 't', instructor2 => 'f-hidden',
+		signaler => 'f-hidden', dba => 'f-hidden', instructor => 't'
+	},
+	signaler => {
+		stu1 => 't', instructor2 => 't', watcher => 't',
+		dba => 'f-hidden'
+	},
+	watcher => { stu1 => 'f-denied', dba => 'f-denied' },
+	dba => { stu1 => 't', instructor2 => 't', signaler => 't', dba => 't' },
+);
+
+for my $caller (sort keys %matrix)
+{
+	for my $target (sort keys %{ $matrix{$caller} })
+	{
+		my $expect = $matrix{$caller}{$target};
+		my $victim = open_session($node, $target);
+		my $pid = $victim->{pid};
+
+		my ($ret, $seen) = sql_as($node, $caller,
+			"SELECT count(*) FROM connmgr.listUserConnections('$target') WHERE pid = $pid");
+		is($seen, $expect eq 'f-hidden' ? '0' : '1',
+			"$caller " . ($expect eq 'f-hidden' ? 'does not see' : 'sees') . " $target");
+
+		my ($ret2, $out, $err) = sql_as($node, $caller,
+			"SELECT connmgr.killConnection($pid)");
+		if ($expect eq 't')
+		{
+			is($out, 't', "$caller terminates $target");
+			ok(!backend_alive($node, $pid), "$target\'s session is gone when $caller\'s kill returns");
+		}
+		else
+		{
+			is($out, 'f', "$caller may not terminate $target");
+			like($err,
+				$expect eq 'f-hidden'
+				? qr/WARNING:  42704: no connection with process ID $pid/
+				: qr/WARNING:  42501: permission denied to terminate connection $pid/,
+				"$caller gets the right warning for $target");
+			ok(backend_alive($node, $pid), "$target\'s session survives $caller");
+		}
+		$victim->quit;
+	}
+}
+
+# Co-administrators: instructor2 holds ADMIN OPTION on student too, so the
+# instructor sees none of its sessions even by name.
+my $co = open_session($node, 'instructor2');
+my (undef, $count) = sql_as($node, 'instructor',
+	"SELECT count(*) FROM connmgr.killUserConnections('instructor2')");
+is($count, '0', 'killUserConnections of a co-administrator targets nothing');
+ok(backend_alive($node, $co->{pid}), 'the co-administrator keeps its session');
+$co->quit;
+
+# A superuser's session in the middle of a list of kills does not stop the
+# others: it alone reports false, with a warning.
+my @s = (open_session($node, 'stu1'), open_session($node, 'dba'),
+	open_session($node, 'stu2'));
+my ($ret, $out, $err) = sql_as($node, 'instructor',
+	"SELECT connmgr.killConnection(p) FROM unnest(ARRAY[$s[0]{pid}, $s[1]{pid}, $s[2]{pid}]) WITH ORDINALITY AS t(p, n) ORDER BY n");
+is($out, "t\nf\nt", 'kills around a superuser target proceed');
+ok(!backend_alive($node, $s[0]{pid}) && !backend_alive($node, $s[2]{pid}),
+	'both student sessions are gone');
+ok(backend_alive($node, $s[1]{pid}), 'the superuser session survives');
+like($err, qr/no connection with process ID $s[1]{pid}/,
+	'the superuser target gets a warning');
+$_->quit for @s;
+
+# The same through killUserConnections: a walsender of a student with the
+# REPLICATION attribute is a target the instructor may not touch; its row
+# says false and the student's regular session is still terminated.
+$node->safe_psql('postgres', 'CREATE ROLE stu3 LOGIN REPLICATION IN ROLE student');
+my $regular = open_session($node, 'stu3');
+my $walsender = open_session($node, 'stu3', replication => 'database');
+($ret, $out, $err) = sql_as($node, 'instructor',
+	"SELECT pid, success FROM connmgr.killUserConnections('stu3') ORDER BY pid");
+my %rows = map { split /\|/ } split /\n/, $out;
+is($rows{ $regular->{pid} }, 't', 'the regular session is terminated');
+is($rows{ $walsender->{pid} }, 'f', 'the walsender row reports false');
+like($err, qr/42501: permission denied to terminate connection $walsender->{pid}/,
+	'with a permission warning');
+ok(backend_alive($node, $walsender->{pid}), 'the walsender survives');
+ok(!backend_alive($node, $regular->{pid}), 'the regular session is gone');
+# stu3 itself may end its own walsender.
+(undef, $out) = sql_as($node, 'stu3', "SELECT connmgr.killConnection($walsender->{pid})");
+is($out, 't', 'a role may terminate its own walsender');
+$_->quit for ($regular, $walsender);
+
+# The caller's own connection is never terminated.
+my $own = open_session($node, 'stu1');
+my $self_kill = $own->query('SELECT connmgr.killConnection(pg_backend_pid())');
+is($self_kill, 'f', 'killConnection(pg_backend_pid()) is false');
+like($own->{stderr}, qr/cannot terminate your own connection/, 'with a warning');
+$own->{stderr} = '';
+is($own->query_safe('SELECT 1'), '1', 'and the session still works');
+my $other = open_session($node, 'stu1');
+my $result = $own->query_safe(
+	'SELECT string_agg(pid::text || success::text, \',\') FROM connmgr.killUserConnections(current_user)');
+is($result, "$other->{pid}true",
+	"killUserConnections(current_user) ends the caller's other session only");
+ok(!backend_alive($node, $other->{pid}), 'the other session is gone');
+is($own->query_safe('SELECT 1'), '1', 'the calling session still works');
+$_->quit for ($own, $other);
+
+# Every termination is logged with who asked and which connection.
+my $logged = open_session($node, 'stu2', app => 'pgadmin_stray');
+my $offset = -s $node->logfile;
+sql_as($node, 'instructor', "SELECT connmgr.killConnection($logged->{pid})");
+ok( $node->log_contains(
+		qr/terminating connection $logged->{pid} of role "stu2" at the request of role "instructor"/,
+		$offset),
+	'the termination is logged with target and requester');
+ok( $node->log_contains(
+		qr/database "postgres" from client \(none\) with application name "pgadmin_stray"/,
+		$offset),
+	'the log names database, client and application');
+$logged->quit;
+
+$node->stop;
+done_testing();
