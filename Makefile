@@ -5,10 +5,16 @@
 MODULE_big = connmgr
 OBJS = \
 	src/connmgr.o \
+	src/srf.o \
 	src/backends.o \
 	src/permissions.o \
 	src/terminate.o \
-	src/classdb_api.o
+	src/classdb_api.o \
+	src/shmem.o \
+	src/policy.o \
+	src/limits.o \
+	src/auth_hook.o \
+	src/limits_api.o
 
 EXTENSION = connmgr
 DATA = sql/connmgr--1.0.sql

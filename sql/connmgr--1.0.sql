@@ -64,3 +64,43 @@ COMMENT ON FUNCTION connmgr.listUserConnections(TEXT) IS
     'listUserConnections for text and name arguments such as current_user';
 COMMENT ON FUNCTION connmgr.killUserConnections(TEXT) IS
     'killUserConnections for text and name arguments such as current_user';
+
+-- Connection-limit policies, stored as security labels on roles (provider
+-- "connmgr") and enforced by the library at login.  Permission checks are
+-- in C: PostgreSQL's own rules for who may ALTER the role.
+CREATE FUNCTION connmgr.set_connection_limit(role_name name,
+                                             per_member integer DEFAULT NULL,
+                                             total integer DEFAULT NULL,
+                                             on_limit text DEFAULT 'reject')
+    RETURNS void
+    AS 'MODULE_PATHNAME', 'connmgr_set_connection_limit'
+    LANGUAGE C VOLATILE;
+
+CREATE FUNCTION connmgr.drop_connection_limit(role_name name)
+    RETURNS boolean
+    AS 'MODULE_PATHNAME', 'connmgr_drop_connection_limit'
+    LANGUAGE C VOLATILE;
+
+CREATE FUNCTION connmgr.connection_limit_rows(
+        OUT role_name name,
+        OUT per_member integer,
+        OUT max_member_connections integer,
+        OUT total integer,
+        OUT total_connections integer,
+        OUT on_limit text)
+    RETURNS SETOF record
+    AS 'MODULE_PATHNAME', 'connmgr_connection_limit_rows'
+    LANGUAGE C VOLATILE;
+
+-- Rows are filtered in C: a caller sees the policies it may change, those
+-- of roles it belongs to or administers, or all with pg_read_all_stats.
+CREATE VIEW connmgr.connection_limits AS
+    SELECT * FROM connmgr.connection_limit_rows();
+GRANT SELECT ON connmgr.connection_limits TO PUBLIC;
+
+COMMENT ON FUNCTION connmgr.set_connection_limit(name, integer, integer, text) IS
+    'create or replace the connection-limit policy of a role';
+COMMENT ON FUNCTION connmgr.drop_connection_limit(name) IS
+    'remove the connection-limit policy of a role; false if it had none';
+COMMENT ON VIEW connmgr.connection_limits IS
+    'connection-limit policies with the current counts against them';

@@ -66,33 +66,6 @@ role_from_classdb_name(FunctionCallInfo fcinfo, int argno)
 	return get_role_oid(name, true);
 }
 
-/* Set up a materialized result set: returns the tuplestore to fill. */
-static Tuplestorestate *
-begin_result_set(FunctionCallInfo fcinfo, TupleDesc *tupdesc)
-{
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	MemoryContext oldcontext;
-	Tuplestorestate *store;
-
-	if (rsinfo == NULL || !IsA(rsinfo, ReturnSetInfo) ||
-		!(rsinfo->allowedModes & SFRM_Materialize))
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("set-valued function called in context that cannot accept a set")));
-	if (get_call_result_type(fcinfo, NULL, tupdesc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "return type must be a row type");
-
-	oldcontext = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
-	*tupdesc = CreateTupleDescCopy(*tupdesc);
-	store = tuplestore_begin_heap(true, false, work_mem);
-	MemoryContextSwitchTo(oldcontext);
-
-	rsinfo->returnMode = SFRM_Materialize;
-	rsinfo->setResult = store;
-	rsinfo->setDesc = *tupdesc;
-	return store;
-}
-
 static int
 compare_by_start_time(const void *a, const void *b)
 {
@@ -148,7 +121,7 @@ connmgr_list_user_connections(PG_FUNCTION_ARGS)
 	int			n;
 
 	connmgr_require_preload();
-	store = begin_result_set(fcinfo, &tupdesc);
+	store = connmgr_begin_result_set(fcinfo, &tupdesc);
 	n = visible_processes_of(role_from_classdb_name(fcinfo, 0), true, &conns);
 
 	for (int i = 0; i < n; i++)
@@ -250,7 +223,7 @@ connmgr_kill_user_connections(PG_FUNCTION_ARGS)
 	int			ntargets = 0;
 
 	connmgr_require_preload();
-	store = begin_result_set(fcinfo, &tupdesc);
+	store = connmgr_begin_result_set(fcinfo, &tupdesc);
 	n = visible_processes_of(role_from_classdb_name(fcinfo, 0), false, &conns);
 	targets = palloc(sizeof(PgBackendStatus *) * Max(n, 1));
 	allowed = palloc(sizeof(bool) * Max(n, 1));

@@ -2,13 +2,15 @@
  * connmgr.c
  *		Module entry point: _PG_init, the GUCs, and the preload check.
  *
- * connmgr must be listed in shared_preload_libraries: later parts hook into
- * client authentication and keep state in shared memory, which is only
- * possible from the postmaster.  Loaded any other way, _PG_init does
+ * connmgr must be listed in shared_preload_libraries: it hooks into client
+ * authentication, keeps counters in shared memory and registers a security
+ * label provider, all of which only the postmaster can set up.  Loaded any other way, _PG_init does
  * nothing and every SQL-callable function refuses to run with a hint that
  * says how to fix the configuration.
  */
 #include "postgres.h"
+
+#include <limits.h>
 
 #include "fmgr.h"
 #include "miscadmin.h"
@@ -18,8 +20,11 @@
 
 PG_MODULE_MAGIC;
 
-/* How long the kill functions wait for a terminated connection to exit. */
+/* GUCs; see README.md, "Configuration" */
 int			connmgr_terminate_timeout_ms = 5000;
+bool		connmgr_enabled = true;
+int			connmgr_evict_min_idle_ms = 60000;
+int			connmgr_max_tracked_roles = 10000;
 
 static bool connmgr_preloaded = false;
 
@@ -28,10 +33,41 @@ void		_PG_init(void);
 static void
 define_gucs(void)
 {
+	DefineCustomBoolVariable("connmgr.enabled",
+							 "Enforces connection-limit policies at login.",
+							 "When off, logins are still counted but no policy refuses or evicts anything.",
+							 &connmgr_enabled,
+							 true,
+							 PGC_SIGHUP,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomIntVariable("connmgr.evict_min_idle",
+							"How long a connection must have been idle before evict_idle may end it.",
+							NULL,
+							&connmgr_evict_min_idle_ms,
+							60000,
+							0,
+							INT_MAX,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("connmgr.max_tracked_roles",
+							"How many roles the shared connection counters can hold at once.",
+							"Each connected role and each of its groups takes one entry.",
+							&connmgr_max_tracked_roles,
+							10000,
+							100,
+							1000000,
+							PGC_POSTMASTER,
+							0,
+							NULL, NULL, NULL);
+
 	DefineCustomIntVariable("connmgr.terminate_timeout",
-							"How long the kill functions wait for a terminated connection to exit.",
+							"How long a terminated connection is waited for before giving up.",
 							"A kill reports success only once the connection has exited; "
-							"after this long it reports failure instead.",
+							"after this long it reports failure instead.  Eviction waits as long.",
 							&connmgr_terminate_timeout_ms,
 							5000,
 							0,
@@ -55,6 +91,9 @@ _PG_init(void)
 
 	connmgr_preloaded = true;
 	define_gucs();
+	connmgr_install_shmem_hooks();
+	connmgr_install_auth_hook();
+	connmgr_register_label_provider();
 }
 
 /*

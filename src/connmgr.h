@@ -10,16 +10,33 @@
 
 #include "postgres.h"
 
+#include "catalog/pg_authid.h"
+#include "fmgr.h"
 #include "miscadmin.h"
+#include "nodes/pg_list.h"
+#include "utils/tuplestore.h"
 #if PG_VERSION_NUM >= 140000
 #include "utils/backend_status.h"
 #else
 #include "pgstat.h"
 #endif
 
+/* PostgreSQL 13 names the predefined roles' OIDs differently. */
+#if PG_VERSION_NUM < 140000
+#define ROLE_PG_SIGNAL_BACKEND DEFAULT_ROLE_SIGNAL_BACKENDID
+#define ROLE_PG_READ_ALL_STATS DEFAULT_ROLE_READ_ALL_STATS
+#endif
+
 /* connmgr.c: module entry point, GUCs */
 extern int	connmgr_terminate_timeout_ms;
+extern bool connmgr_enabled;
+extern int	connmgr_evict_min_idle_ms;
+extern int	connmgr_max_tracked_roles;
 extern void connmgr_require_preload(void);
+
+/* srf.c: materialized results for set-returning functions */
+extern Tuplestorestate *connmgr_begin_result_set(FunctionCallInfo fcinfo,
+												 TupleDesc *tupdesc);
 
 /* backends.c: the current backends, as pg_stat_activity sees them */
 extern int	connmgr_backend_count(void);
@@ -35,8 +52,69 @@ extern bool connmgr_may_terminate(Oid caller, Oid target, bool walsender);
 extern bool connmgr_may_see(Oid caller, Oid target);
 extern List *connmgr_roles_containing(Oid roleid, bool inherited_only);
 
+/* policy.c: connection-limit policies, stored as security labels on roles */
+typedef enum ConnmgrOnLimit
+{
+	ON_LIMIT_REJECT,
+	ON_LIMIT_EVICT_IDLE,
+	ON_LIMIT_LOG
+} ConnmgrOnLimit;
+
+typedef struct ConnmgrPolicy
+{
+	int			per_member;		/* -1: none */
+	int			total;			/* -1: none */
+	ConnmgrOnLimit on_limit;
+} ConnmgrPolicy;
+
+extern const char *connmgr_on_limit_name(ConnmgrOnLimit on_limit);
+extern bool connmgr_on_limit_from_name(const char *name, ConnmgrOnLimit *on_limit);
+extern char *connmgr_format_policy(const ConnmgrPolicy *policy);
+extern void connmgr_parse_policy(const char *label, ConnmgrPolicy *policy);
+extern bool connmgr_read_policy(Oid roleid, ConnmgrPolicy *policy);
+extern List *connmgr_roles_with_policies(void);
+extern void connmgr_write_policy(Oid roleid, const ConnmgrPolicy *policy);
+extern void connmgr_register_label_provider(void);
+
+/* shmem.c: per-role connection counters in shared memory */
+typedef struct ConnmgrCounter
+{
+	Oid			roleid;			/* hash key */
+	int			own;			/* connections logged in as roleid */
+	int			total;			/* connections of roleid and its members */
+} ConnmgrCounter;
+
+typedef struct ConnmgrCheck
+{
+	Oid			roleid;			/* whose counter */
+	bool		own;			/* check 'own' (per member) or 'total' */
+	int			limit;
+	bool		blocking;		/* does reaching it refuse the login? */
+	int			current;		/* out: the count seen */
+	bool		reached;		/* out: current >= limit */
+} ConnmgrCheck;
+
+typedef enum ConnmgrClaimResult
+{
+	CLAIM_ADMITTED,				/* counted; no blocking limit reached */
+	CLAIM_BLOCKED,				/* not counted; a blocking limit is reached */
+	CLAIM_NOT_COUNTED			/* admitted without counting (no room) */
+} ConnmgrClaimResult;
+
+extern void connmgr_install_shmem_hooks(void);
+extern ConnmgrClaimResult connmgr_claim(Oid user, const Oid *roles, int nroles,
+										ConnmgrCheck *checks, int nchecks);
+extern int	connmgr_counter_snapshot(ConnmgrCounter *buf);
+
 /* terminate.c: ending connections and waiting until they are gone */
-extern bool connmgr_terminate_connections(PgBackendStatus **targets, int ntargets,
+extern void connmgr_signal_and_wait(int *pids, bool *gone, int n);
+extern void connmgr_terminate_connections(PgBackendStatus **targets, int ntargets,
 										  bool *gone);
+
+/* limits.c: deciding whether a login may proceed under its policies */
+extern void connmgr_enforce_limits(Oid user);
+
+/* auth_hook.c: the ClientAuthentication_hook */
+extern void connmgr_install_auth_hook(void);
 
 #endif							/* CONNMGR_H */

@@ -92,37 +92,42 @@ wait_until_gone(int *pids, bool *gone, int n)
 }
 
 /*
- * Terminate every target and wait for all of them together.  gone[i] tells
- * whether targets[i] has exited; a WARNING names each one that has not.
+ * Send SIGTERM to every pid, then wait for all of them together.  gone[i]
+ * tells whether pids[i] has exited.  Logs nothing: callers say why.
  */
-bool
+void
+connmgr_signal_and_wait(int *pids, bool *gone, int n)
+{
+	for (int i = 0; i < n; i++)
+		gone[i] = !send_sigterm(pids[i]) && errno == ESRCH;
+	wait_until_gone(pids, gone, n);
+}
+
+/*
+ * Terminate every target on behalf of the current user and wait for all of
+ * them together.  gone[i] tells whether targets[i] has exited; a WARNING
+ * names each one that has not.
+ */
+void
 connmgr_terminate_connections(PgBackendStatus **targets, int ntargets, bool *gone)
 {
 	int		   *pids = palloc(sizeof(int) * Max(ntargets, 1));
-	bool		result = true;
 
 	for (int i = 0; i < ntargets; i++)
 	{
 		pids[i] = targets[i]->st_procpid;
-		gone[i] = false;
 		log_termination(targets[i]);
-		if (!send_sigterm(pids[i]))
-			gone[i] = (errno == ESRCH);
 	}
-
-	wait_until_gone(pids, gone, ntargets);
+	connmgr_signal_and_wait(pids, gone, ntargets);
 
 	for (int i = 0; i < ntargets; i++)
 	{
-		if (gone[i])
-			continue;
-		result = false;
-		ereport(WARNING,
-				(errcode(ERRCODE_OBJECT_IN_USE),
-				 errmsg("connection %d did not exit within %d ms",
-						pids[i], connmgr_terminate_timeout_ms),
-				 errhint("Raise connmgr.terminate_timeout to wait longer.")));
+		if (!gone[i])
+			ereport(WARNING,
+					(errcode(ERRCODE_OBJECT_IN_USE),
+					 errmsg("connection %d did not exit within %d ms",
+							pids[i], connmgr_terminate_timeout_ms),
+					 errhint("Raise connmgr.terminate_timeout to wait longer.")));
 	}
 	pfree(pids);
-	return result;
 }

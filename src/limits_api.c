@@ -1,0 +1,196 @@
+/*
+ * limits_api.c
+ *		The SQL-callable policy functions: set_connection_limit,
+ *		drop_connection_limit, and the rows of the connection_limits view.
+ *
+ * Who may change a role's policy is what PostgreSQL itself requires to
+ * ALTER that role: superuser for superuser roles; otherwise CREATEROLE,
+ * plus ADMIN OPTION on the role from PostgreSQL 16 on.  The view shows a
+ * policy to those who may change it, to members and administrators of the
+ * role, and to members of pg_read_all_stats.
+ */
+#include "postgres.h"
+
+#include "catalog/pg_authid.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+
+#include "connmgr.h"
+
+PG_FUNCTION_INFO_V1(connmgr_set_connection_limit);
+PG_FUNCTION_INFO_V1(connmgr_drop_connection_limit);
+PG_FUNCTION_INFO_V1(connmgr_connection_limit_rows);
+
+static bool
+may_manage_policy(Oid caller, Oid target)
+{
+	if (superuser_arg(target))
+		return superuser_arg(caller);
+#if PG_VERSION_NUM >= 160000
+	return has_createrole_privilege(caller) && is_admin_of_role(caller, target);
+#else
+	return has_createrole_privilege(caller);
+#endif
+}
+
+static bool
+may_see_policy(Oid caller, Oid target)
+{
+	return has_privs_of_role(caller, ROLE_PG_READ_ALL_STATS) ||
+		has_privs_of_role(caller, target) ||
+		is_admin_of_role(caller, target) ||
+		may_manage_policy(caller, target);
+}
+
+/* The role named by argument argno, checked for permission to manage it. */
+static Oid
+managed_role_arg(FunctionCallInfo fcinfo, int argno)
+{
+	const char *name;
+	Oid			role;
+
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("role name must not be null")));
+	name = NameStr(*PG_GETARG_NAME(argno));
+	role = get_role_oid(name, true);
+	if (!OidIsValid(role))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("role \"%s\" does not exist", name)));
+	if (!may_manage_policy(GetUserId(), role))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to change the connection limit of role \"%s\"", name),
+#if PG_VERSION_NUM >= 160000
+				 errdetail("Only roles with the CREATEROLE attribute and ADMIN OPTION on role \"%s\" may change its connection limit; for superuser roles, only superusers.", name)));
+#else
+				 errdetail("Only roles with the CREATEROLE attribute may change connection limits; for superuser roles, only superusers.")));
+#endif
+	return role;
+}
+
+/* A limit argument: NULL means none (-1); negative values are refused. */
+static int
+limit_arg(FunctionCallInfo fcinfo, int argno, const char *what)
+{
+	int			limit;
+
+	if (PG_ARGISNULL(argno))
+		return -1;
+	limit = PG_GETARG_INT32(argno);
+	if (limit < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must not be negative", what),
+				 errhint("Use 0 to keep the role's members from connecting at all, or NULL for no limit.")));
+	return limit;
+}
+
+Datum
+connmgr_set_connection_limit(PG_FUNCTION_ARGS)
+{
+	Oid			role;
+	ConnmgrPolicy policy;
+
+	connmgr_require_preload();
+	role = managed_role_arg(fcinfo, 0);
+	policy.per_member = limit_arg(fcinfo, 1, "per_member");
+	policy.total = limit_arg(fcinfo, 2, "total");
+	if (PG_ARGISNULL(3) ||
+		!connmgr_on_limit_from_name(text_to_cstring(PG_GETARG_TEXT_PP(3)),
+									&policy.on_limit))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid on_limit value"),
+				 errhint("Use 'reject', 'evict_idle' or 'log'.")));
+	if (policy.per_member < 0 && policy.total < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("a connection limit needs per_member or total"),
+				 errhint("To remove a role's limit, use connmgr.drop_connection_limit().")));
+
+	connmgr_write_policy(role, &policy);
+	PG_RETURN_VOID();
+}
+
+Datum
+connmgr_drop_connection_limit(PG_FUNCTION_ARGS)
+{
+	Oid			role;
+	ConnmgrPolicy policy;
+	bool		existed;
+
+	connmgr_require_preload();
+	role = managed_role_arg(fcinfo, 0);
+	existed = connmgr_read_policy(role, &policy);
+	if (existed)
+		connmgr_write_policy(role, NULL);
+	PG_RETURN_BOOL(existed);
+}
+
+/*
+ * The most connections held by one login role that inherits from role (or
+ * is role), among the counted ones.
+ */
+static int
+max_member_connections(Oid role, const ConnmgrCounter *counters, int ncounters)
+{
+	int			max = 0;
+
+	for (int i = 0; i < ncounters; i++)
+	{
+		if (counters[i].own > max &&
+			(counters[i].roleid == role || has_privs_of_role(counters[i].roleid, role)))
+			max = counters[i].own;
+	}
+	return max;
+}
+
+static int
+total_connections(Oid role, const ConnmgrCounter *counters, int ncounters)
+{
+	for (int i = 0; i < ncounters; i++)
+		if (counters[i].roleid == role)
+			return counters[i].total;
+	return 0;
+}
+
+Datum
+connmgr_connection_limit_rows(PG_FUNCTION_ARGS)
+{
+	TupleDesc	tupdesc;
+	Tuplestorestate *store;
+	ConnmgrCounter *counters;
+	int			ncounters;
+	ListCell   *lc;
+
+	connmgr_require_preload();
+	store = connmgr_begin_result_set(fcinfo, &tupdesc);
+	counters = palloc(sizeof(ConnmgrCounter) * connmgr_max_tracked_roles);
+	ncounters = connmgr_counter_snapshot(counters);
+
+	foreach(lc, connmgr_roles_with_policies())
+	{
+		Oid			role = lfirst_oid(lc);
+		char	   *name = GetUserNameFromId(role, true);
+		ConnmgrPolicy policy;
+		Datum		values[6];
+		bool		nulls[6] = {false};
+
+		if (name == NULL || !may_see_policy(GetUserId(), role) ||
+			!connmgr_read_policy(role, &policy))
+			continue;
+		values[0] = DirectFunctionCall1(namein, CStringGetDatum(name));
+		values[1] = Int32GetDatum(policy.per_member);
+		nulls[1] = policy.per_member < 0;
+		values[2] = Int32GetDatum(max_member_connections(role, counters, ncounters));
+		values[3] = Int32GetDatum(policy.total);
+		nulls[3] = policy.total < 0;
+		values[4] = Int32GetDatum(total_connections(role, counters, ncounters));
+		values[5] = CStringGetTextDatum(connmgr_on_limit_name(policy.on_limit));
+		tuplestore_putvalues(store, tupdesc, values, nulls);
+	}
+	return (Datum) 0;
+}

@@ -1,0 +1,254 @@
+/*
+ * policy.c
+ *		The policy store: connection-limit policies kept as security labels
+ *		on roles (provider "connmgr") in the shared catalog pg_shseclabel.
+ *
+ * Why labels: the authentication hook runs before a database is selected,
+ * when only shared catalogs can be read, and PostgreSQL keeps pg_shseclabel
+ * and its index readable then for this kind of use.  Being a catalog, the
+ * store is cluster-wide, transactional (a policy applies to the next login
+ * after its transaction commits), crash-safe, replicated to hot standbys,
+ * and written out by pg_dumpall as SECURITY LABEL FOR connmgr ON ROLE.
+ *
+ * Label text: comma-separated key=value pairs, for example
+ *		per_member=5,total=60,on_limit=evict_idle
+ * per_member and total are optional non-negative integers (at least one
+ * is present); on_limit is reject, evict_idle or log.
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/skey.h"
+#include "access/table.h"
+#include "catalog/indexing.h"
+#include "catalog/objectaddress.h"
+#include "catalog/pg_authid.h"
+#include "catalog/pg_shseclabel.h"
+#include "commands/seclabel.h"
+#include "lib/stringinfo.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/rel.h"
+#include "utils/relcache.h"
+
+#include "connmgr.h"
+
+#define CONNMGR_LABEL_PROVIDER "connmgr"
+
+static const char *const on_limit_names[] = {
+	[ON_LIMIT_REJECT] = "reject",
+	[ON_LIMIT_EVICT_IDLE] = "evict_idle",
+	[ON_LIMIT_LOG] = "log",
+};
+
+const char *
+connmgr_on_limit_name(ConnmgrOnLimit on_limit)
+{
+	return on_limit_names[on_limit];
+}
+
+bool
+connmgr_on_limit_from_name(const char *name, ConnmgrOnLimit *on_limit)
+{
+	for (int i = 0; i < lengthof(on_limit_names); i++)
+	{
+		if (strcmp(name, on_limit_names[i]) == 0)
+		{
+			*on_limit = (ConnmgrOnLimit) i;
+			return true;
+		}
+	}
+	return false;
+}
+
+char *
+connmgr_format_policy(const ConnmgrPolicy *policy)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	if (policy->per_member >= 0)
+		appendStringInfo(&buf, "per_member=%d,", policy->per_member);
+	if (policy->total >= 0)
+		appendStringInfo(&buf, "total=%d,", policy->total);
+	appendStringInfo(&buf, "on_limit=%s", connmgr_on_limit_name(policy->on_limit));
+	return buf.data;
+}
+
+static void
+invalid_label(const char *label, const char *detail)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("invalid connmgr policy label \"%s\"", label),
+			 errdetail("%s", detail),
+			 errhint("A label looks like \"per_member=5,total=60,on_limit=reject\"; "
+					 "use connmgr.set_connection_limit() to write one.")));
+}
+
+/* A non-negative decimal integer that fits in an int, or -1. */
+static int
+parse_limit(const char *value)
+{
+	long		result = 0;
+
+	if (*value == '\0')
+		return -1;
+	for (const char *p = value; *p; p++)
+	{
+		if (*p < '0' || *p > '9')
+			return -1;
+		result = result * 10 + (*p - '0');
+		if (result > PG_INT32_MAX)
+			return -1;
+	}
+	return (int) result;
+}
+
+/* Parse a label; raises an error for anything but a well-formed policy. */
+void
+connmgr_parse_policy(const char *label, ConnmgrPolicy *policy)
+{
+	char	   *copy = pstrdup(label);
+	char	   *saveptr = NULL;
+	bool		seen_on_limit = false;
+
+	policy->per_member = -1;
+	policy->total = -1;
+	policy->on_limit = ON_LIMIT_REJECT;
+
+	for (char *item = strtok_r(copy, ",", &saveptr); item != NULL;
+		 item = strtok_r(NULL, ",", &saveptr))
+	{
+		char	   *value = strchr(item, '=');
+
+		if (value == NULL)
+			invalid_label(label, "Each item must have the form key=value.");
+		*value++ = '\0';
+		if (strcmp(item, "per_member") == 0 && policy->per_member < 0)
+		{
+			if ((policy->per_member = parse_limit(value)) < 0)
+				invalid_label(label, "per_member must be a non-negative integer.");
+		}
+		else if (strcmp(item, "total") == 0 && policy->total < 0)
+		{
+			if ((policy->total = parse_limit(value)) < 0)
+				invalid_label(label, "total must be a non-negative integer.");
+		}
+		else if (strcmp(item, "on_limit") == 0 && !seen_on_limit)
+		{
+			if (!connmgr_on_limit_from_name(value, &policy->on_limit))
+				invalid_label(label, "on_limit must be reject, evict_idle or log.");
+			seen_on_limit = true;
+		}
+		else
+			invalid_label(label, "Only per_member, total and on_limit are allowed, each at most once.");
+	}
+	if (policy->per_member < 0 && policy->total < 0)
+		invalid_label(label, "At least one of per_member and total must be given.");
+	pfree(copy);
+}
+
+/*
+ * Read the policy of roleid.  Safe during authentication: it reads only
+ * pg_shseclabel, and uses its index only once the shared relcache entries
+ * are loaded (a heap scan otherwise, as the catalog caches do then).
+ */
+bool
+connmgr_read_policy(Oid roleid, ConnmgrPolicy *policy)
+{
+	Relation	rel;
+	ScanKeyData keys[3];
+	SysScanDesc scan;
+	HeapTuple	tuple;
+	bool		found = false;
+
+	ScanKeyInit(&keys[0], Anum_pg_shseclabel_objoid, BTEqualStrategyNumber,
+				F_OIDEQ, ObjectIdGetDatum(roleid));
+	ScanKeyInit(&keys[1], Anum_pg_shseclabel_classoid, BTEqualStrategyNumber,
+				F_OIDEQ, ObjectIdGetDatum(AuthIdRelationId));
+	ScanKeyInit(&keys[2], Anum_pg_shseclabel_provider, BTEqualStrategyNumber,
+				F_TEXTEQ, CStringGetTextDatum(CONNMGR_LABEL_PROVIDER));
+
+	rel = table_open(SharedSecLabelRelationId, AccessShareLock);
+	scan = systable_beginscan(rel, SharedSecLabelObjectIndexId,
+							  criticalSharedRelcachesBuilt, NULL, 3, keys);
+	tuple = systable_getnext(scan);
+	if (HeapTupleIsValid(tuple))
+	{
+		bool		isnull;
+		Datum		label = heap_getattr(tuple, Anum_pg_shseclabel_label,
+										 RelationGetDescr(rel), &isnull);
+
+		if (!isnull)
+		{
+			connmgr_parse_policy(TextDatumGetCString(label), policy);
+			found = true;
+		}
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return found;
+}
+
+/* Every role that has a policy, in no particular order. */
+List *
+connmgr_roles_with_policies(void)
+{
+	Relation	rel;
+	ScanKeyData keys[2];
+	SysScanDesc scan;
+	HeapTuple	tuple;
+	List	   *roles = NIL;
+
+	ScanKeyInit(&keys[0], Anum_pg_shseclabel_classoid, BTEqualStrategyNumber,
+				F_OIDEQ, ObjectIdGetDatum(AuthIdRelationId));
+	ScanKeyInit(&keys[1], Anum_pg_shseclabel_provider, BTEqualStrategyNumber,
+				F_TEXTEQ, CStringGetTextDatum(CONNMGR_LABEL_PROVIDER));
+
+	rel = table_open(SharedSecLabelRelationId, AccessShareLock);
+	scan = systable_beginscan(rel, InvalidOid, false, NULL, 2, keys);
+	while (HeapTupleIsValid(tuple = systable_getnext(scan)))
+		roles = lappend_oid(roles, ((Form_pg_shseclabel) GETSTRUCT(tuple))->objoid);
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return roles;
+}
+
+/* Store (or with NULL, remove) the policy of roleid. */
+void
+connmgr_write_policy(Oid roleid, const ConnmgrPolicy *policy)
+{
+	ObjectAddress address;
+
+	ObjectAddressSet(address, AuthIdRelationId, roleid);
+	SetSecurityLabel(&address, CONNMGR_LABEL_PROVIDER,
+					 policy ? connmgr_format_policy(policy) : NULL);
+}
+
+/*
+ * Label provider hook: SECURITY LABEL FOR connmgr (as pg_dumpall writes it)
+ * accepts only well-formed policies, and only on roles.  PostgreSQL has
+ * already checked that the caller may label the role.
+ */
+static void
+check_policy_label(const ObjectAddress *object, const char *label)
+{
+	if (object->classId != AuthIdRelationId)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("connmgr security labels can only be set on roles")));
+	if (label != NULL)
+	{
+		ConnmgrPolicy policy;
+
+		connmgr_parse_policy(label, &policy);
+	}
+}
+
+void
+connmgr_register_label_provider(void)
+{
+	register_label_provider(CONNMGR_LABEL_PROVIDER, check_policy_label);
+}
