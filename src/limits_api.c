@@ -12,6 +12,7 @@
 #include "postgres.h"
 
 #include "catalog/pg_authid.h"
+#include "tcop/utility.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 
@@ -42,12 +43,18 @@ may_see_policy(Oid caller, Oid target)
 		may_manage_policy(caller, target);
 }
 
-/* The role named by argument argno, checked for permission to manage it. */
+/*
+ * The role named by argument argno, checked for permission to manage it.
+ * Policies are catalog entries: writing them needs a writable transaction.
+ */
 static Oid
-managed_role_arg(FunctionCallInfo fcinfo, int argno)
+managed_role_arg(FunctionCallInfo fcinfo, int argno, const char *cmdname)
 {
 	const char *name;
 	Oid			role;
+
+	PreventCommandDuringRecovery(cmdname);
+	PreventCommandIfReadOnly(cmdname);
 
 	if (PG_ARGISNULL(argno))
 		ereport(ERROR,
@@ -95,7 +102,7 @@ connmgr_set_connection_limit(PG_FUNCTION_ARGS)
 	ConnmgrPolicy policy;
 
 	connmgr_require_preload();
-	role = managed_role_arg(fcinfo, 0);
+	role = managed_role_arg(fcinfo, 0, "connmgr.set_connection_limit()");
 	policy.per_member = limit_arg(fcinfo, 1, "per_member");
 	policy.total = limit_arg(fcinfo, 2, "total");
 	if (PG_ARGISNULL(3) ||
@@ -123,7 +130,7 @@ connmgr_drop_connection_limit(PG_FUNCTION_ARGS)
 	bool		existed;
 
 	connmgr_require_preload();
-	role = managed_role_arg(fcinfo, 0);
+	role = managed_role_arg(fcinfo, 0, "connmgr.drop_connection_limit()");
 	existed = connmgr_read_policy(role, &policy);
 	if (existed)
 		connmgr_write_policy(role, NULL);

@@ -10,15 +10,17 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-our @EXPORT = qw(connmgr_node open_session backend_alive sql_as);
+our @EXPORT = qw(connmgr_node open_session open_sessions close_sessions
+  backend_alive sql_as);
 
 # A started node with connmgr preloaded and the extension created in
-# database "postgres".  Extra postgresql.conf lines may be given.
+# database "postgres".  Extra postgresql.conf lines and options for
+# PostgreSQL::Test::Cluster::init (e.g. allows_streaming) may be given.
 sub connmgr_node
 {
-	my ($name, $extra_conf) = @_;
+	my ($name, $extra_conf, %init) = @_;
 	my $node = PostgreSQL::Test::Cluster->new($name);
-	$node->init;
+	$node->init(%init);
 	$node->append_conf('postgresql.conf',
 		"shared_preload_libraries = 'connmgr'\n" . ($extra_conf // ''));
 	$node->start;
@@ -43,6 +45,26 @@ sub open_session
 		"SELECT max(pid) FROM pg_stat_activity WHERE usename = '$user' AND backend_type = 'walsender'")
 	  : $session->query_safe('SELECT pg_backend_pid()');
 	return $session;
+}
+
+# $n idle sessions of $user; dies if any cannot log in.
+sub open_sessions
+{
+	my ($node, $user, $n, %opts) = @_;
+	return map { open_session($node, $user, %opts) } 1 .. $n;
+}
+
+# Quit the sessions and wait until their backends have exited, so that
+# their connections no longer count anywhere.
+sub close_sessions
+{
+	my ($node, @sessions) = @_;
+	return unless @sessions;
+	$_->quit for @sessions;
+	my $pids = join(',', map { $_->{pid} } @sessions);
+	$node->poll_query_until('postgres',
+		"SELECT count(*) = 0 FROM pg_stat_activity WHERE pid IN ($pids)")
+	  or die "sessions $pids did not exit";
 }
 
 sub backend_alive

@@ -1,0 +1,81 @@
+# on_limit = 'evict_idle': a login at the limit ends the user's longest-idle
+# connection (idle for at least connmgr.evict_min_idle) and is admitted;
+# connections busy in a query or idle in a transaction are never evicted.
+use strict;
+use warnings;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use ConnmgrTest;
+
+my $node = connmgr_node('evict', "connmgr.evict_min_idle = '1s'\n");
+$node->safe_psql('postgres', q{
+	CREATE ROLE student NOLOGIN;
+	CREATE ROLE stu1 LOGIN IN ROLE student;
+	SELECT connmgr.set_connection_limit('student', per_member => 2, on_limit => 'evict_idle');
+});
+
+# Wait until the session has been idle for longer than evict_min_idle.
+sub wait_idle
+{
+	my ($session) = @_;
+	$node->poll_query_until('postgres',
+		"SELECT now() - state_change > interval '1.2s' FROM pg_stat_activity WHERE pid = $session->{pid}")
+	  or die "session $session->{pid} did not become idle";
+}
+
+sub start_busy
+{
+	my ($session) = @_;
+	$session->{stdin} .= "SELECT pg_sleep(300);\n";
+	$session->{run}->pump_nb;
+	$node->poll_query_until('postgres',
+		"SELECT state = 'active' FROM pg_stat_activity WHERE pid = $session->{pid}")
+	  or die "session $session->{pid} did not become busy";
+}
+
+my $idle = open_session($node, 'stu1', app => 'stray');
+my $busy = open_session($node, 'stu1', app => 'busy');
+start_busy($busy);
+wait_idle($idle);
+
+my $offset = -s $node->logfile;
+$node->connect_ok('dbname=postgres user=stu1',
+	'a login at the limit is admitted by evicting an idle session');
+ok(!backend_alive($node, $idle->{pid}), 'the stray idle session is gone');
+ok(backend_alive($node, $busy->{pid}), 'the session busy in a query is not evicted');
+ok( $node->log_contains(
+		qr/evicting idle connection $idle->{pid} of role "stu1" to admit a new login/,
+		$offset),
+	'the eviction is logged');
+
+# Now: one busy session, plus one that is idle but not for long enough.
+my $fresh = open_session($node, 'stu1', app => 'fresh');
+$node->connect_fails('dbname=postgres user=stu1',
+	'no session idle long enough: the login is refused',
+	expected_stderr => qr/DETAIL:  Role "stu1" has 2 connections; the limit for members of "student" is 2\. No connection of role "stu1" has been idle for 1000 ms or more, so none was evicted\./);
+ok(backend_alive($node, $fresh->{pid}) && backend_alive($node, $busy->{pid}),
+	'both sessions survive the refused login');
+
+# Idle inside a transaction is not idle: never evicted.
+$fresh->query_safe('BEGIN');
+wait_idle($fresh);
+is($node->safe_psql('postgres', "SELECT state FROM pg_stat_activity WHERE pid = $fresh->{pid}"),
+	'idle in transaction', 'the session is idle in a transaction');
+$node->connect_fails('dbname=postgres user=stu1',
+	'a session idle in a transaction is not evicted',
+	expected_stderr => qr/too many connections for role "stu1"/);
+ok(backend_alive($node, $fresh->{pid}), 'the transaction survives');
+
+# Once it is plain idle for long enough, it is the one that goes.
+$fresh->query_safe('COMMIT');
+wait_idle($fresh);
+$node->connect_ok('dbname=postgres user=stu1', 'admitted after evicting the now-idle session');
+ok(!backend_alive($node, $fresh->{pid}), 'the formerly fresh session was evicted');
+ok(backend_alive($node, $busy->{pid}), 'the busy session still runs');
+
+$node->safe_psql('postgres', "SELECT pg_cancel_backend($busy->{pid})");
+$_->quit for ($idle, $fresh, $busy);
+$node->stop;
+done_testing();
