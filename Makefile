@@ -20,7 +20,7 @@ EXTENSION = connmgr
 DATA = sql/connmgr--1.0.sql
 PGFILEDESC = "connmgr - connection management"
 
-REGRESS = classdb_api
+REGRESS = classdb_api limits_api
 REGRESS_OPTS = --temp-instance=tmp_check_regress \
 	--temp-config=$(srcdir)/test/regress.conf --port=$(REGRESS_PORT)
 REGRESS_PORT ?= 58432

@@ -129,3 +129,5 @@ SELECT dblink_disconnect('upper');
 
 DROP DATABASE regress_connmgr_other;
 DROP ROLE regress_instructor, regress_stu1, regress_stu2, "REGRESS_STU1", regress_student;
+DROP EXTENSION dblink;
+DROP EXTENSION connmgr;

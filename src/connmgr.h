@@ -71,6 +71,7 @@ extern const char *connmgr_on_limit_name(ConnmgrOnLimit on_limit);
 extern bool connmgr_on_limit_from_name(const char *name, ConnmgrOnLimit *on_limit);
 extern char *connmgr_format_policy(const ConnmgrPolicy *policy);
 extern void connmgr_parse_policy(const char *label, ConnmgrPolicy *policy);
+extern bool connmgr_has_policy(Oid roleid);
 extern bool connmgr_read_policy(Oid roleid, ConnmgrPolicy *policy);
 extern List *connmgr_roles_with_policies(void);
 extern void connmgr_write_policy(Oid roleid, const ConnmgrPolicy *policy);

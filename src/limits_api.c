@@ -126,12 +126,11 @@ Datum
 connmgr_drop_connection_limit(PG_FUNCTION_ARGS)
 {
 	Oid			role;
-	ConnmgrPolicy policy;
 	bool		existed;
 
 	connmgr_require_preload();
 	role = managed_role_arg(fcinfo, 0, "connmgr.drop_connection_limit()");
-	existed = connmgr_read_policy(role, &policy);
+	existed = connmgr_has_policy(role);
 	if (existed)
 		connmgr_write_policy(role, NULL);
 	PG_RETURN_BOOL(existed);

@@ -151,18 +151,18 @@ connmgr_parse_policy(const char *label, ConnmgrPolicy *policy)
 }
 
 /*
- * Read the policy of roleid.  Safe during authentication: it reads only
- * pg_shseclabel, and uses its index only once the shared relcache entries
- * are loaded (a heap scan otherwise, as the catalog caches do then).
+ * The label text of roleid, or NULL.  Safe during authentication: it reads
+ * only pg_shseclabel, and uses its index only once the shared relcache
+ * entries are loaded (a heap scan otherwise, as the catalog caches do then).
  */
-bool
-connmgr_read_policy(Oid roleid, ConnmgrPolicy *policy)
+static char *
+read_label(Oid roleid)
 {
 	Relation	rel;
 	ScanKeyData keys[3];
 	SysScanDesc scan;
 	HeapTuple	tuple;
-	bool		found = false;
+	char	   *result = NULL;
 
 	ScanKeyInit(&keys[0], Anum_pg_shseclabel_objoid, BTEqualStrategyNumber,
 				F_OIDEQ, ObjectIdGetDatum(roleid));
@@ -182,14 +182,30 @@ connmgr_read_policy(Oid roleid, ConnmgrPolicy *policy)
 										 RelationGetDescr(rel), &isnull);
 
 		if (!isnull)
-		{
-			connmgr_parse_policy(TextDatumGetCString(label), policy);
-			found = true;
-		}
+			result = TextDatumGetCString(label);
 	}
 	systable_endscan(scan);
 	table_close(rel, AccessShareLock);
-	return found;
+	return result;
+}
+
+/* Does roleid have a policy?  True even for one that does not parse. */
+bool
+connmgr_has_policy(Oid roleid)
+{
+	return read_label(roleid) != NULL;
+}
+
+/* Read the policy of roleid; false if it has none. */
+bool
+connmgr_read_policy(Oid roleid, ConnmgrPolicy *policy)
+{
+	char	   *label = read_label(roleid);
+
+	if (label == NULL)
+		return false;
+	connmgr_parse_policy(label, policy);
+	return true;
 }
 
 /* Every role that has a policy, in no particular order. */

@@ -1,7 +1,7 @@
 -- The SQL surface of connmgr: schema, functions, signatures, result
 -- columns and who may call them.
 BEGIN;
-SELECT plan(24);
+SELECT plan(36);
 
 SELECT has_schema('connmgr');
 SELECT has_extension('connmgr');
@@ -56,6 +56,25 @@ SELECT function_privs_are('connmgr', 'killuserconnections', ARRAY['character var
 -- Text overloads, so that current_user (type name) can be passed.
 SELECT has_function('connmgr', 'listuserconnections', ARRAY['text']);
 SELECT has_function('connmgr', 'killuserconnections', ARRAY['text']);
+
+-- Connection-limit policies.
+SELECT has_function('connmgr', 'set_connection_limit', ARRAY['name', 'integer', 'integer', 'text']);
+SELECT function_returns('connmgr', 'set_connection_limit', ARRAY['name', 'integer', 'integer', 'text'], 'void');
+SELECT is(
+  (SELECT pg_get_function_arguments('connmgr.set_connection_limit(name, integer, integer, text)'::regprocedure)),
+  'role_name name, per_member integer DEFAULT NULL::integer, total integer DEFAULT NULL::integer, on_limit text DEFAULT ''reject''::text',
+  'set_connection_limit has the documented parameters and defaults');
+SELECT has_function('connmgr', 'drop_connection_limit', ARRAY['name']);
+SELECT function_returns('connmgr', 'drop_connection_limit', ARRAY['name'], 'boolean');
+SELECT has_view('connmgr', 'connection_limits', 'the connection_limits view exists');
+SELECT columns_are('connmgr', 'connection_limits',
+  ARRAY['role_name', 'per_member', 'max_member_connections', 'total', 'total_connections', 'on_limit']);
+SELECT col_type_is('connmgr', 'connection_limits', 'role_name', 'name', 'role_name is name');
+SELECT col_type_is('connmgr', 'connection_limits', 'per_member', 'integer', 'per_member is integer');
+SELECT col_type_is('connmgr', 'connection_limits', 'total', 'integer', 'total is integer');
+SELECT col_type_is('connmgr', 'connection_limits', 'on_limit', 'text', 'on_limit is text');
+SELECT table_privs_are('connmgr', 'connection_limits', 'pgtap_nobody', ARRAY['SELECT'],
+  'everybody may query connection_limits (rows are filtered per caller)');
 
 -- No SECURITY DEFINER functions anywhere in the extension.
 SELECT is(

@@ -170,5 +170,22 @@ is( $node->safe_psql('postgres',
 	'connection_limits shows limits and current counts');
 close_sessions($node, @s);
 
+# Fail safe: a policy the library cannot read (here a label corrupted by a
+# direct catalog update, bypassing validation) admits the login and logs
+# why, instead of locking the role's members out.
+$node->safe_psql('postgres', q{
+	SET allow_system_table_mods = on;
+	UPDATE pg_shseclabel SET label = 'per_member=oops'
+	 WHERE provider = 'connmgr' AND objoid = 'student'::regrole});
+$offset = -s $node->logfile;
+login_ok('stu1', 'an unreadable policy does not lock members out');
+ok( $node->log_contains(
+		qr/WARNING:  22023: connmgr could not read the connection limits of role "stu1"; admitting the login
+.*DETAIL:  invalid connmgr policy label "per_member=oops"/,
+		$offset),
+	'and the problem is logged');
+$node->safe_psql('postgres', "SELECT connmgr.drop_connection_limit('student')");
+login_ok('stu1', 'dropping the broken policy works');
+
 $node->stop;
 done_testing();

@@ -1,0 +1,98 @@
+--
+-- Connection-limit policies: set_connection_limit, drop_connection_limit,
+-- the connection_limits view and the security label provider.  Logins
+-- under the policies are tested in test/t/.
+--
+\set VERBOSITY sqlstate
+CREATE EXTENSION connmgr;
+
+CREATE ROLE regress_student NOLOGIN;
+CREATE ROLE regress_stu1 LOGIN IN ROLE regress_student;
+CREATE ROLE regress_creator CREATEROLE LOGIN;
+CREATE ROLE regress_plain LOGIN;
+CREATE ROLE regress_super SUPERUSER;
+
+-- Set, read back, replace, drop.
+SELECT connmgr.set_connection_limit('regress_student', per_member => 5);
+SELECT role_name, per_member, max_member_connections, total, total_connections, on_limit
+  FROM connmgr.connection_limits;
+SELECT label FROM pg_seclabels WHERE provider = 'connmgr';
+SELECT connmgr.set_connection_limit('regress_student', 3, 60, 'evict_idle');
+SELECT label FROM pg_seclabels WHERE provider = 'connmgr';
+SELECT connmgr.set_connection_limit('regress_stu1', total => 0, on_limit => 'log');
+SELECT role_name, per_member, total, on_limit FROM connmgr.connection_limits ORDER BY role_name;
+SELECT connmgr.drop_connection_limit('regress_stu1');
+SELECT connmgr.drop_connection_limit('regress_stu1');
+SELECT role_name FROM connmgr.connection_limits;
+
+-- Bad input: each gets a defined error with its SQLSTATE; nothing changes.
+CREATE FUNCTION pg_temp.outcome(call text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE call;
+    RETURN 'ok';
+EXCEPTION WHEN OTHERS THEN
+    RETURN SQLSTATE || ': ' || SQLERRM;
+END $$;
+SELECT call, pg_temp.outcome(call) FROM (VALUES
+    ($$SELECT connmgr.set_connection_limit(NULL, 1)$$),
+    ($$SELECT connmgr.set_connection_limit('regress_nobody', 1)$$),
+    ($$SELECT connmgr.set_connection_limit('regress_student', -1)$$),
+    ($$SELECT connmgr.set_connection_limit('regress_student', total => -5)$$),
+    ($$SELECT connmgr.set_connection_limit('regress_student', 1, on_limit => 'kick')$$),
+    ($$SELECT connmgr.set_connection_limit('regress_student', 1, on_limit => 'REJECT')$$),
+    ($$SELECT connmgr.set_connection_limit('regress_student', 1, on_limit => NULL)$$),
+    ($$SELECT connmgr.set_connection_limit('regress_student')$$),
+    ($$SELECT connmgr.set_connection_limit(repeat('x', 100), 1)$$),
+    ($$SELECT connmgr.set_connection_limit('x"; DROP ROLE regress_stu1; --', 1)$$),
+    ($$SELECT connmgr.drop_connection_limit(NULL)$$),
+    ($$SELECT connmgr.drop_connection_limit('regress_nobody')$$)
+  ) AS t(call);
+-- The hints tell what to do instead.
+\set VERBOSITY default
+SELECT connmgr.set_connection_limit('regress_student', -1);
+SELECT connmgr.set_connection_limit('regress_student', 1, on_limit => 'kick');
+SELECT connmgr.set_connection_limit('regress_student');
+\set VERBOSITY sqlstate
+SELECT label FROM pg_seclabels WHERE provider = 'connmgr';
+
+-- Who may change policies: PostgreSQL's rules for ALTER ROLE.
+SET ROLE regress_plain;
+SELECT connmgr.set_connection_limit('regress_student', 1);
+SELECT connmgr.drop_connection_limit('regress_student');
+SET ROLE regress_creator;
+SELECT connmgr.set_connection_limit('regress_super', 1);
+RESET ROLE;
+
+-- Who may see them: not an unrelated role; a member of the group does.
+SET ROLE regress_plain;
+SELECT count(*) FROM connmgr.connection_limits;
+SET ROLE regress_stu1;
+SELECT role_name FROM connmgr.connection_limits;
+RESET ROLE;
+
+-- SECURITY LABEL FOR connmgr (what pg_dumpall writes) is validated too.
+SECURITY LABEL FOR connmgr ON ROLE regress_stu1 IS 'per_member=2,on_limit=reject';
+SELECT role_name, per_member, total, on_limit FROM connmgr.connection_limits
+  WHERE role_name = 'regress_stu1';
+SECURITY LABEL FOR connmgr ON ROLE regress_stu1 IS NULL;
+\set VERBOSITY default
+SECURITY LABEL FOR connmgr ON ROLE regress_stu1 IS 'garbage';
+SECURITY LABEL FOR connmgr ON ROLE regress_stu1 IS 'per_member=2,per_member=3,on_limit=reject';
+SECURITY LABEL FOR connmgr ON ROLE regress_stu1 IS 'per_member=-2,on_limit=reject';
+SECURITY LABEL FOR connmgr ON ROLE regress_stu1 IS 'per_member=99999999999,on_limit=reject';
+SECURITY LABEL FOR connmgr ON ROLE regress_stu1 IS 'on_limit=log';
+SECURITY LABEL FOR connmgr ON ROLE regress_stu1 IS 'total=1,on_limit=nope';
+CREATE TABLE regress_t (x int);
+SECURITY LABEL FOR connmgr ON TABLE regress_t IS 'total=1,on_limit=reject';
+DROP TABLE regress_t;
+\set VERBOSITY sqlstate
+
+-- Dropping a role drops its policy with it.
+CREATE ROLE regress_temp;
+SELECT connmgr.set_connection_limit('regress_temp', 1);
+DROP ROLE regress_temp;
+SELECT role_name FROM connmgr.connection_limits;
+
+SELECT connmgr.drop_connection_limit('regress_student');
+DROP ROLE regress_student, regress_stu1, regress_creator, regress_plain, regress_super;
+DROP EXTENSION connmgr;
