@@ -51,6 +51,7 @@ GRANT student TO instructor WITH ADMIN OPTION;
 CREATE ROLE alice LOGIN IN ROLE student;
 CREATE ROLE bob LOGIN IN ROLE student;
 CREATE ROLE carol LOGIN IN ROLE student;
+SELECT connmgr.set_connection_limit('student', per_member => 3);
 SQL
 
 # Stray connections: idle sessions that a client left open.  Each runs in
@@ -71,8 +72,10 @@ sleep 1
 if [ $demo -eq 0 ] && [ -t 0 ] && [ -t 1 ]; then
 	cat <<'EOF2'
 connmgr sandbox: you are "instructor", who holds ADMIN OPTION on "student".
-Students alice, bob and carol; alice has three stray pgAdmin connections.
+Students alice, bob and carol may hold 3 connections each; alice has three
+stray pgAdmin connections, so she cannot log in (try: \c - alice).
 Try:
+  SELECT * FROM connmgr.connection_limits;
   SELECT * FROM connmgr.listUserConnections('alice');
   SELECT connmgr.killConnection(pid) FROM connmgr.listUserConnections('bob');
   SELECT * FROM connmgr.killUserConnections('alice');
@@ -84,9 +87,17 @@ else
 SELECT userName, applicationName, clientAddress, connectionStartTime IS NOT NULL AS connected
   FROM connmgr.listUserConnections('alice');
 SELECT userName, COUNT(*) connections FROM connmgr.listUserConnections('alice') GROUP BY userName;
+SELECT role_name, per_member, max_member_connections FROM connmgr.connection_limits;
+SQL
+	echo "-- alice tries to log in:"
+	psql_as alice -c "SELECT 'alice is in'" 2>&1 || true
+	psql_as instructor -e <<'SQL'
 SELECT connmgr.killConnection(pid) FROM connmgr.listUserConnections('bob');
 SELECT success FROM connmgr.killUserConnections('alice');
 SELECT count(*) AS alice_connections_left FROM connmgr.listUserConnections('alice');
 SQL
+	echo "-- alice tries again:"
+	psql_as alice -c "SELECT 'alice is in' AS login"
+
 	echo "connmgr sandbox: demo finished; the sandbox cluster is removed."
 fi
