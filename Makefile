@@ -17,7 +17,7 @@ OBJS = \
 	src/limits_api.o
 
 EXTENSION = connmgr
-DATA = sql/connmgr--1.0.sql
+DATA = connmgr--1.0.sql
 PGFILEDESC = "connmgr - connection management"
 
 REGRESS = classdb_api limits_api
@@ -28,14 +28,16 @@ REGRESS_PORT ?= 58432
 TAP_TESTS = 1
 PROVE_TESTS = test/t/*.pl
 
-PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers \
-	-Wno-sign-compare $(if $(WERROR),-Werror)
+PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter $(if $(WERROR),-Werror)
 
 EXTRA_CLEAN = tmp_check_regress
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# every object depends on the shared header
+$(OBJS): src/connmgr.h
 
 # after the include: Makefile.global sets PROVE_FLAGS itself
 PROVE_FLAGS = -I $(srcdir)/test/perl

@@ -41,10 +41,14 @@ SELECT connmgr.killConnection(split_part(pg_read_file('postmaster.pid'), E'\n', 
 SELECT 'still here' AS survived;
 
 -- Own sessions: listed, but killUserConnections(current_user) spares the
--- caller.  The bootstrap superuser also owns the logical replication
--- launcher, a background worker: its row says false, with a warning.
+-- caller: no row for it, nothing terminated.  (Background workers running
+-- as this superuser, if any, get a false row with a warning.)
 SELECT count(*) FROM connmgr.listUserConnections(current_user);
-SELECT success FROM connmgr.killUserConnections(current_user);
+SET client_min_messages = error;
+SELECT count(*) FILTER (WHERE pid = pg_backend_pid()) AS own_rows,
+       count(*) FILTER (WHERE success) AS terminated
+  FROM connmgr.killUserConnections(current_user);
+RESET client_min_messages;
 
 -- Two sessions of regress_stu1, in two databases, and one of "REGRESS_STU1".
 CREATE DATABASE regress_connmgr_other;
@@ -116,6 +120,18 @@ SELECT * FROM dblink('stu2',
   AS t(own boolean, success boolean);
 SELECT count(*) FROM pg_stat_activity WHERE usename = 'regress_stu2';
 
+-- Inside one transaction, each call sees the connections as they are now,
+-- not as they were at the transaction's first call.
+BEGIN;
+SELECT count(*) FROM connmgr.listUserConnections('regress_stu2');
+SELECT dblink_connect('stu2_late', 'dbname=' || current_database() || ' user=regress_stu2');
+SELECT count(*) FROM connmgr.listUserConnections('regress_stu2');
+SELECT success FROM connmgr.killUserConnections('regress_stu2');
+SELECT count(*) FROM connmgr.listUserConnections('regress_stu2');
+COMMIT;
+SELECT dblink_disconnect('stu2_late');
+SELECT dblink_connect('stu2_again', 'dbname=' || current_database() || ' user=regress_stu2');
+
 -- A kill of a connection that has already gone reports false.
 SELECT pid AS stu2_pid FROM pg_stat_activity WHERE usename = 'regress_stu2' \gset
 SELECT connmgr.killConnection(:stu2_pid);
@@ -125,6 +141,7 @@ SELECT dblink_disconnect('stu1_a');
 SELECT dblink_disconnect('stu1_b');
 SELECT dblink_disconnect('stu2');
 SELECT dblink_disconnect('stu2_other');
+SELECT dblink_disconnect('stu2_again');
 SELECT dblink_disconnect('upper');
 
 DROP DATABASE regress_connmgr_other;

@@ -32,7 +32,7 @@ connmgr_client_auth(Port *port, int status)
 	if (!OidIsValid(user) || superuser_arg(user))
 		return;
 
-	connmgr_enforce_limits(user);
+	connmgr_enforce_limits(user, port->database_name);
 }
 
 void

@@ -122,6 +122,7 @@ connmgr_list_user_connections(PG_FUNCTION_ARGS)
 
 	connmgr_require_preload();
 	store = connmgr_begin_result_set(fcinfo, &tupdesc);
+	connmgr_refresh_backends();
 	n = visible_processes_of(role_from_classdb_name(fcinfo, 0), true, &conns);
 
 	for (int i = 0; i < n; i++)
@@ -196,17 +197,20 @@ connmgr_kill_connection(PG_FUNCTION_ARGS)
 {
 	int			pid;
 	PgBackendStatus *be;
+	ConnmgrTarget target;
 	bool		gone;
 
 	connmgr_require_preload();
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
 	pid = PG_GETARG_INT32(0);
+	connmgr_refresh_backends();
 	be = connmgr_find_backend(pid);
 
 	if (!check_kill_target(pid, be))
 		PG_RETURN_BOOL(false);
-	connmgr_terminate_connections(&be, 1, &gone);
+	target = connmgr_target_of(be);
+	connmgr_terminate_connections(&target, 1, &gone);
 	PG_RETURN_BOOL(gone);
 }
 
@@ -215,37 +219,43 @@ connmgr_kill_user_connections(PG_FUNCTION_ARGS)
 {
 	TupleDesc	tupdesc;
 	Tuplestorestate *store;
-	PgBackendStatus **conns;
-	PgBackendStatus **targets;
+	PgBackendStatus **procs;
+	int		   *pids;
+	ConnmgrTarget *targets;
 	bool	   *allowed;
 	bool	   *gone;
 	int			n;
+	int			nrows = 0;
 	int			ntargets = 0;
 
 	connmgr_require_preload();
 	store = connmgr_begin_result_set(fcinfo, &tupdesc);
-	n = visible_processes_of(role_from_classdb_name(fcinfo, 0), false, &conns);
-	targets = palloc(sizeof(PgBackendStatus *) * Max(n, 1));
+	connmgr_refresh_backends();
+	n = visible_processes_of(role_from_classdb_name(fcinfo, 0), false, &procs);
+	pids = palloc(sizeof(int) * Max(n, 1));
+	targets = palloc(sizeof(ConnmgrTarget) * Max(n, 1));
 	allowed = palloc(sizeof(bool) * Max(n, 1));
 	gone = palloc(sizeof(bool) * Max(n, 1));
 
+	/* One row per process but the caller's own, decided before signalling. */
 	for (int i = 0; i < n; i++)
 	{
-		allowed[i] = conns[i]->st_procpid != MyProcPid &&
-			check_kill_target(conns[i]->st_procpid, conns[i]);
-		if (allowed[i])
-			targets[ntargets++] = conns[i];
+		if (procs[i]->st_procpid == MyProcPid)
+			continue;
+		pids[nrows] = procs[i]->st_procpid;
+		allowed[nrows] = check_kill_target(pids[nrows], procs[i]);
+		if (allowed[nrows])
+			targets[ntargets++] = connmgr_target_of(procs[i]);
+		nrows++;
 	}
 	connmgr_terminate_connections(targets, ntargets, gone);
 
-	for (int i = 0, t = 0; i < n; i++)
+	for (int i = 0, t = 0; i < nrows; i++)
 	{
 		Datum		values[2];
 		bool		nulls[2] = {false};
 
-		if (conns[i]->st_procpid == MyProcPid)
-			continue;
-		values[0] = Int32GetDatum(conns[i]->st_procpid);
+		values[0] = Int32GetDatum(pids[i]);
 		values[1] = BoolGetDatum(allowed[i] && gone[t]);
 		if (allowed[i])
 			t++;

@@ -70,9 +70,17 @@ typedef struct ConnmgrPolicy
 extern const char *connmgr_on_limit_name(ConnmgrOnLimit on_limit);
 extern bool connmgr_on_limit_from_name(const char *name, ConnmgrOnLimit *on_limit);
 extern char *connmgr_format_policy(const ConnmgrPolicy *policy);
-extern void connmgr_parse_policy(const char *label, ConnmgrPolicy *policy);
+typedef enum ConnmgrPolicyStatus
+{
+	POLICY_NONE,
+	POLICY_VALID,
+	POLICY_INVALID				/* a damaged label */
+} ConnmgrPolicyStatus;
+
+extern const char *connmgr_policy_problem(const char *label, ConnmgrPolicy *policy);
 extern bool connmgr_has_policy(Oid roleid);
-extern bool connmgr_read_policy(Oid roleid, ConnmgrPolicy *policy);
+extern ConnmgrPolicyStatus connmgr_lookup_policy(Oid roleid, ConnmgrPolicy *policy,
+												 const char **problem);
 extern List *connmgr_roles_with_policies(void);
 extern void connmgr_write_policy(Oid roleid, const ConnmgrPolicy *policy);
 extern void connmgr_register_label_provider(void);
@@ -108,12 +116,21 @@ extern ConnmgrClaimResult connmgr_claim(Oid user, const Oid *roles, int nroles,
 extern int	connmgr_counter_snapshot(ConnmgrCounter *buf);
 
 /* terminate.c: ending connections and waiting until they are gone */
-extern void connmgr_signal_and_wait(int *pids, bool *gone, int n);
-extern void connmgr_terminate_connections(PgBackendStatus **targets, int ntargets,
+typedef struct ConnmgrTarget
+{
+	int			pid;
+	Oid			userid;
+	TimestampTz started;		/* tells a reused pid from the chosen backend */
+} ConnmgrTarget;
+
+extern ConnmgrTarget connmgr_target_of(const PgBackendStatus *be);
+extern bool connmgr_same_backend(const PgBackendStatus *be, const ConnmgrTarget *target);
+extern void connmgr_signal_and_wait(const int *pids, bool *gone, int n);
+extern void connmgr_terminate_connections(const ConnmgrTarget *targets, int ntargets,
 										  bool *gone);
 
 /* limits.c: deciding whether a login may proceed under its policies */
-extern void connmgr_enforce_limits(Oid user);
+extern void connmgr_enforce_limits(Oid user, const char *database);
 
 /* auth_hook.c: the ClientAuthentication_hook */
 extern void connmgr_install_auth_hook(void);

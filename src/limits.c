@@ -14,17 +14,25 @@
  * applies.  Every total limit of the role and of its groups applies.
  * Groups are those whose privileges the role inherits (has_privs_of_role).
  *
- * Fail safe: if the policies cannot be read, the login is admitted and the
- * problem logged; nobody is locked out by a broken policy store.
+ * Fail safe: a damaged policy is skipped with a WARNING (the others still
+ * apply); if the catalogs cannot be read at all, the login is admitted,
+ * counted for the user alone, and the problem logged.
  */
 #include "postgres.h"
 
-#include <signal.h>
-
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
 #include "access/xact.h"
+#include "catalog/indexing.h"
+#include "catalog/pg_database.h"
 #include "utils/acl.h"
+#include "utils/fmgroids.h"
 #include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/relcache.h"
 #include "utils/resowner.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 
 #include "connmgr.h"
@@ -40,6 +48,14 @@ typedef struct LoginLimits
 	int			nchecks;
 } LoginLimits;
 
+static char *
+role_name(Oid roleid)
+{
+	char	   *name = GetUserNameFromId(roleid, true);
+
+	return name ? name : "?";
+}
+
 static void
 add_check(LoginLimits *limits, Oid roleid, bool own, int limit,
 		  Oid source, ConnmgrOnLimit action)
@@ -52,6 +68,30 @@ add_check(LoginLimits *limits, Oid roleid, bool own, int limit,
 	limits->checks[i].blocking = connmgr_enabled && action != ON_LIMIT_LOG;
 	limits->sources[i] = source;
 	limits->actions[i] = action;
+}
+
+/* The policy of role, or false (with a WARNING if it is damaged). */
+static bool
+usable_policy(Oid role, ConnmgrPolicy *policy)
+{
+	const char *problem;
+
+	switch (connmgr_lookup_policy(role, policy, &problem))
+	{
+		case POLICY_VALID:
+			return true;
+		case POLICY_INVALID:
+			ereport(WARNING,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("ignoring the damaged connection limit policy of role \"%s\"",
+							role_name(role)),
+					 errdetail("%s", problem),
+					 errhint("Replace it with connmgr.set_connection_limit() or remove it with connmgr.drop_connection_limit().")));
+			return false;
+		case POLICY_NONE:
+			break;
+	}
+	return false;
 }
 
 /* Fill limits from the catalogs: the user's groups and their policies. */
@@ -80,7 +120,7 @@ gather_limits(LoginLimits *limits)
 	{
 		Oid			role = limits->roles[i];
 
-		if (!connmgr_read_policy(role, &policy))
+		if (!usable_policy(role, &policy))
 			continue;
 		if (policy.total >= 0)
 			add_check(limits, role, false, policy.total, role, policy.on_limit);
@@ -101,8 +141,8 @@ gather_limits(LoginLimits *limits)
 }
 
 /*
- * gather_limits() in a subtransaction: on any error, log it and fall back
- * to counting the user alone, with no limit.
+ * gather_limits() in a subtransaction: if the catalogs cannot be read, log
+ * it and fall back to counting the user alone, with no limit.
  */
 static void
 gather_limits_failsafe(LoginLimits *limits)
@@ -132,9 +172,9 @@ gather_limits_failsafe(LoginLimits *limits)
 		limits->nchecks = 0;
 		ereport(WARNING,
 				(errcode(edata->sqlerrcode),
-				 errmsg("connmgr could not read the connection limits of role \"%s\"; admitting the login",
-						GetUserNameFromId(limits->user, true)),
-				 errdetail("%s", edata->message)));
+				 errmsg("could not read the connection limits of role \"%s\": %s",
+						role_name(limits->user), edata->message),
+				 errdetail("The login was admitted without connection limits, and counted for the role alone.")));
 		FreeErrorData(edata);
 	}
 	PG_END_TRY();
@@ -142,12 +182,10 @@ gather_limits_failsafe(LoginLimits *limits)
 	CurrentResourceOwner = oldowner;
 }
 
-static char *
-role_name(Oid roleid)
+static const char *
+connections(int n)
 {
-	char	   *name = GetUserNameFromId(roleid, true);
-
-	return name ? name : "?";
+	return n == 1 ? "connection" : "connections";
 }
 
 /* The facts about one reached limit, as a DETAIL sentence. */
@@ -157,13 +195,16 @@ describe_check(const LoginLimits *limits, int i)
 	const ConnmgrCheck *check = &limits->checks[i];
 
 	if (!check->own)
-		return psprintf("Role \"%s\" and its members have %d connections; the limit is %d.",
-						role_name(check->roleid), check->current, check->limit);
+		return psprintf("Role \"%s\" and its members have %d %s; the limit is %d.",
+						role_name(check->roleid), check->current,
+						connections(check->current), check->limit);
 	if (limits->sources[i] == limits->user)
-		return psprintf("Role \"%s\" has %d connections; its limit is %d.",
-						role_name(check->roleid), check->current, check->limit);
-	return psprintf("Role \"%s\" has %d connections; the limit for members of \"%s\" is %d.",
+		return psprintf("Role \"%s\" has %d %s; its limit is %d.",
+						role_name(check->roleid), check->current,
+						connections(check->current), check->limit);
+	return psprintf("Role \"%s\" has %d %s; the limit for members of \"%s\" is %d.",
 					role_name(check->roleid), check->current,
+					connections(check->current),
 					role_name(limits->sources[i]), check->limit);
 }
 
@@ -179,17 +220,16 @@ first_reached(const LoginLimits *limits, bool blocking)
 static void
 reject(const LoginLimits *limits, const char *extra_detail)
 {
-	int			i = first_reached(limits, true);
-
 	ereport(FATAL,
 			(errcode(ERRCODE_TOO_MANY_CONNECTIONS),
 			 errmsg("too many connections for role \"%s\"", role_name(limits->user)),
-			 errdetail("%s%s", describe_check(limits, i), extra_detail),
+			 errdetail("%s%s", describe_check(limits, first_reached(limits, true)),
+					   extra_detail),
 			 errhint("Close connections you no longer use, or ask your instructor or "
 					 "database administrator to end them (connmgr.killUserConnections).")));
 }
 
-/* Log-only policies whose limit was reached: admit, with a WARNING. */
+/* Log-only policies whose limit was reached: admitted, with a WARNING. */
 static void
 warn_log_only(const LoginLimits *limits)
 {
@@ -218,15 +258,60 @@ must_reject(const LoginLimits *limits)
 }
 
 /*
- * The user's client connection that has been idle longest, for at least
- * connmgr.evict_min_idle; NULL if there is none.  Connections busy in a
- * query or idle inside a transaction are never chosen.
+ * Will PostgreSQL let this login through once we admit it?  Evicting
+ * someone's session for a login that then fails for an unknown database,
+ * a database that allows no connections or a NOLOGIN role would be for
+ * nothing.  Reads only shared catalogs, as is possible during
+ * authentication.
  */
-static PgBackendStatus *
-longest_idle_connection(Oid user)
+static bool
+login_can_proceed(Oid user, const char *database)
+{
+	HeapTuple	tuple;
+	bool		can_login = false;
+	bool		db_ok = false;
+	Relation	rel;
+	ScanKeyData key;
+	SysScanDesc scan;
+
+	tuple = SearchSysCache1(AUTHOID, ObjectIdGetDatum(user));
+	if (HeapTupleIsValid(tuple))
+	{
+		can_login = ((Form_pg_authid) GETSTRUCT(tuple))->rolcanlogin;
+		ReleaseSysCache(tuple);
+	}
+	if (!can_login || database == NULL)
+		return false;
+
+	ScanKeyInit(&key, Anum_pg_database_datname, BTEqualStrategyNumber,
+				F_NAMEEQ, CStringGetDatum(database));
+	rel = table_open(DatabaseRelationId, AccessShareLock);
+	scan = systable_beginscan(rel, DatabaseNameIndexId,
+							  criticalSharedRelcachesBuilt, NULL, 1, &key);
+	tuple = systable_getnext(scan);
+	if (HeapTupleIsValid(tuple))
+		db_ok = ((Form_pg_database) GETSTRUCT(tuple))->datallowconn;
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return db_ok;
+}
+
+static bool
+already_tried(List *tried, int pid)
+{
+	return list_member_int(tried, pid);
+}
+
+/*
+ * The user's client connection that has been idle longest, for at least
+ * connmgr.evict_min_idle, and is not in tried.  Connections busy in a query
+ * or idle inside a transaction are never chosen.
+ */
+static bool
+choose_victim(Oid user, List *tried, ConnmgrTarget *victim)
 {
 	TimestampTz now = GetCurrentTimestamp();
-	PgBackendStatus *victim = NULL;
+	PgBackendStatus *best = NULL;
 	int			n;
 
 	connmgr_refresh_backends();
@@ -237,62 +322,98 @@ longest_idle_connection(Oid user)
 
 		if (be == NULL || be->st_userid != user ||
 			be->st_backendType != B_BACKEND || be->st_state != STATE_IDLE ||
+			already_tried(tried, be->st_procpid) ||
 			!TimestampDifferenceExceeds(be->st_state_start_timestamp, now,
 										connmgr_evict_min_idle_ms))
 			continue;
-		if (victim == NULL ||
-			be->st_state_start_timestamp < victim->st_state_start_timestamp)
-			victim = be;
+		if (best == NULL ||
+			be->st_state_start_timestamp < best->st_state_start_timestamp)
+			best = be;
 	}
-	return victim;
+	if (best == NULL)
+		return false;
+	*victim = connmgr_target_of(best);
+	return true;
 }
 
-/* Terminate the victim and wait until it is gone; true if it is. */
+/*
+ * Terminate the victim and wait until it is gone; true if it is.  Checked
+ * once more just before the signal: a victim that has started a query
+ * meanwhile is spared.
+ */
 static bool
-evict(const LoginLimits *limits, PgBackendStatus *victim)
+evict(const LoginLimits *limits, const ConnmgrTarget *victim)
 {
-	int			pid = victim->st_procpid;
-	bool		gone;
+	PgBackendStatus *be;
+	bool		gone = false;
+
+	connmgr_refresh_backends();
+	be = connmgr_find_backend(victim->pid);
+	if (!connmgr_same_backend(be, victim) || be->st_state != STATE_IDLE)
+		return false;
 
 	ereport(LOG,
-			(errmsg("connmgr: evicting idle connection %d of role \"%s\" to admit a new login",
-					pid, role_name(limits->user)),
+			(errmsg("evicting idle connection %d of role \"%s\" to admit a new login",
+					victim->pid, role_name(limits->user)),
 			 errdetail("The connection had been idle since %s. %s",
-					   timestamptz_to_str(victim->st_state_start_timestamp),
+					   timestamptz_to_str(be->st_state_start_timestamp),
 					   describe_check(limits, first_reached(limits, true)))));
-	connmgr_signal_and_wait(&pid, &gone, 1);
+	connmgr_signal_and_wait(&victim->pid, &gone, 1);
 	return gone;
 }
 
+/*
+ * Evict idle connections of the user, longest-idle first, until the login
+ * can be counted, there is no candidate left, or connmgr.terminate_timeout
+ * has passed.  A concurrent login may take the slot an eviction freed, or
+ * pick the same victim: then the next candidate is tried.
+ */
+static ConnmgrClaimResult
+evict_until_admitted(LoginLimits *limits, bool *found_candidate)
+{
+	TimestampTz start = GetCurrentTimestamp();
+	ConnmgrClaimResult result = CLAIM_BLOCKED;
+	List	   *tried = NIL;
+	ConnmgrTarget victim;
+
+	*found_candidate = false;
+	while (result == CLAIM_BLOCKED &&
+		   !TimestampDifferenceExceeds(start, GetCurrentTimestamp(),
+									   connmgr_terminate_timeout_ms) &&
+		   choose_victim(limits->user, tried, &victim))
+	{
+		*found_candidate = true;
+		tried = lappend_int(tried, victim.pid);
+		(void) evict(limits, &victim);
+		result = connmgr_claim(limits->user, limits->roles, limits->nroles,
+							   limits->checks, limits->nchecks);
+	}
+	return result;
+}
+
 void
-connmgr_enforce_limits(Oid user)
+connmgr_enforce_limits(Oid user, const char *database)
 {
 	LoginLimits limits = {.user = user};
 	ConnmgrClaimResult result;
-	PgBackendStatus *victim;
+	bool		found_candidate = true;
 
 	gather_limits_failsafe(&limits);
 	result = connmgr_claim(user, limits.roles, limits.nroles,
 						   limits.checks, limits.nchecks);
-	if (result == CLAIM_BLOCKED && !must_reject(&limits))
-	{
-		victim = longest_idle_connection(user);
-		if (victim == NULL)
-			reject(&limits,
-				   psprintf(" No connection of role \"%s\" has been idle for %d ms or more, so none was evicted.",
-							role_name(user), connmgr_evict_min_idle_ms));
-		if (evict(&limits, victim))
-			result = connmgr_claim(user, limits.roles, limits.nroles,
-								   limits.checks, limits.nchecks);
-	}
+	if (result == CLAIM_BLOCKED && !must_reject(&limits) &&
+		login_can_proceed(user, database))
+		result = evict_until_admitted(&limits, &found_candidate);
+
 	if (result == CLAIM_BLOCKED)
-		reject(&limits, "");
+		reject(&limits, found_candidate ? "" :
+			   psprintf(" No connection of role \"%s\" has been idle for %d ms or more, so none was evicted.",
+						role_name(user), connmgr_evict_min_idle_ms));
 	if (result == CLAIM_NOT_COUNTED)
 		ereport(WARNING,
-				(errcode(ERRCODE_OUT_OF_MEMORY),
-				 errmsg("connmgr could not count a connection of role \"%s\"",
-						role_name(user)),
-				 errdetail("The shared table of role counters is full."),
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("could not count a connection of role \"%s\"", role_name(user)),
+				 errdetail("The shared table of role counters is full; the login was admitted uncounted."),
 				 errhint("Raise connmgr.max_tracked_roles.")));
 	warn_log_only(&limits);
 }

@@ -4,13 +4,15 @@
  *		drop_connection_limit, and the rows of the connection_limits view.
  *
  * Who may change a role's policy is what PostgreSQL itself requires to
- * ALTER that role: superuser for superuser roles; otherwise CREATEROLE,
- * plus ADMIN OPTION on the role from PostgreSQL 16 on.  The view shows a
+ * ALTER that role: superuser for superuser roles and the reserved pg_*
+ * roles; otherwise CREATEROLE, plus ADMIN OPTION on the role from
+ * PostgreSQL 16 on.  The view shows a
  * policy to those who may change it, to members and administrators of the
  * role, and to members of pg_read_all_stats.
  */
 #include "postgres.h"
 
+#include "catalog/catalog.h"
 #include "catalog/pg_authid.h"
 #include "tcop/utility.h"
 #include "utils/acl.h"
@@ -25,7 +27,7 @@ PG_FUNCTION_INFO_V1(connmgr_connection_limit_rows);
 static bool
 may_manage_policy(Oid caller, Oid target)
 {
-	if (superuser_arg(target))
+	if (superuser_arg(target) || IsReservedName(GetUserNameFromId(target, false)))
 		return superuser_arg(caller);
 #if PG_VERSION_NUM >= 160000
 	return has_createrole_privilege(caller) && is_admin_of_role(caller, target);
@@ -71,9 +73,9 @@ managed_role_arg(FunctionCallInfo fcinfo, int argno, const char *cmdname)
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied to change the connection limit of role \"%s\"", name),
 #if PG_VERSION_NUM >= 160000
-				 errdetail("Only roles with the CREATEROLE attribute and ADMIN OPTION on role \"%s\" may change its connection limit; for superuser roles, only superusers.", name)));
+				 errdetail("Only roles with the CREATEROLE attribute and ADMIN OPTION on role \"%s\" may change its connection limit; for superuser and reserved roles, only superusers.", name)));
 #else
-				 errdetail("Only roles with the CREATEROLE attribute may change connection limits; for superuser roles, only superusers.")));
+				 errdetail("Only roles with the CREATEROLE attribute may change connection limits; for superuser and reserved roles, only superusers.")));
 #endif
 	return role;
 }
@@ -182,12 +184,21 @@ connmgr_connection_limit_rows(PG_FUNCTION_ARGS)
 		Oid			role = lfirst_oid(lc);
 		char	   *name = GetUserNameFromId(role, true);
 		ConnmgrPolicy policy;
+		const char *problem;
 		Datum		values[6];
 		bool		nulls[6] = {false};
 
-		if (name == NULL || !may_see_policy(GetUserId(), role) ||
-			!connmgr_read_policy(role, &policy))
+		if (name == NULL || !may_see_policy(GetUserId(), role))
 			continue;
+		if (connmgr_lookup_policy(role, &policy, &problem) != POLICY_VALID)
+		{
+			ereport(WARNING,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("the connection limit policy of role \"%s\" is damaged", name),
+					 errdetail("%s", problem),
+					 errhint("Replace it with connmgr.set_connection_limit() or remove it with connmgr.drop_connection_limit().")));
+			continue;
+		}
 		values[0] = DirectFunctionCall1(namein, CStringGetDatum(name));
 		values[1] = Int32GetDatum(policy.per_member);
 		nulls[1] = policy.per_member < 0;

@@ -10,8 +10,11 @@
  *	  with pg_terminate_backend();
  *	- members of pg_signal_backend may terminate any other connection;
  *	- a role holding ADMIN OPTION on a group may terminate the regular
- *	  connections (not walsenders) of that group's members, except members
- *	  that hold ADMIN OPTION on the group themselves (co-administrators);
+ *	  connections (not walsenders) of that group's members, unless the
+ *	  member is an administrator itself: it holds ADMIN OPTION on any role
+ *	  (a co-instructor), has CREATEROLE, or may signal backends.  So an
+ *	  instructor who grants the group to a DBA, or revokes a co-instructor's
+ *	  ADMIN OPTION on this one group, gains no power over them;
  *	- whoever may terminate a connection may see it, and so may superusers
  *	  and members of pg_read_all_stats.
  */
@@ -89,23 +92,55 @@ connmgr_roles_containing(Oid roleid, bool inherited_only)
 	return list_delete_oid(roles, roleid);
 }
 
+/* Does any of member's own grants carry ADMIN OPTION? */
+static bool
+has_admin_grant(Oid member)
+{
+	CatCList   *grants = SearchSysCacheList1(AUTHMEMMEMROLE, ObjectIdGetDatum(member));
+	bool		result = false;
+
+	for (int i = 0; i < grants->n_members && !result; i++)
+		result = ((Form_pg_auth_members)
+				  GETSTRUCT(&grants->members[i]->tuple))->admin_option;
+	ReleaseSysCacheList(grants);
+	return result;
+}
+
 /*
- * Does caller administer a group that target belongs to, without target
- * administering that group too?
+ * Is role an administrator rather than a managed member: CREATEROLE, the
+ * privileges of pg_signal_backend, or ADMIN OPTION on any role, held
+ * directly or through a group?
  */
+static bool
+is_administrator(Oid role)
+{
+	ListCell   *lc;
+
+	if (has_createrole_privilege(role) ||
+		has_privs_of_role(role, ROLE_PG_SIGNAL_BACKEND) ||
+		has_admin_grant(role))
+		return true;
+	foreach(lc, connmgr_roles_containing(role, false))
+	{
+		if (has_admin_grant(lfirst_oid(lc)))
+			return true;
+	}
+	return false;
+}
+
+/* Does caller administer a group that target, a managed member, belongs to? */
 static bool
 instructs(Oid caller, Oid target)
 {
-	List	   *groups = connmgr_roles_containing(target, false);
 	ListCell   *lc;
 
-	foreach(lc, groups)
+	if (is_administrator(target))
+		return false;
+	foreach(lc, connmgr_roles_containing(target, false))
 	{
 		Oid			group = lfirst_oid(lc);
 
-		if (group != caller &&
-			is_admin_of_role(caller, group) &&
-			!is_admin_of_role(target, group))
+		if (group != caller && is_admin_of_role(caller, group))
 			return true;
 	}
 	return false;

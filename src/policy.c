@@ -51,7 +51,7 @@ connmgr_on_limit_name(ConnmgrOnLimit on_limit)
 bool
 connmgr_on_limit_from_name(const char *name, ConnmgrOnLimit *on_limit)
 {
-	for (int i = 0; i < lengthof(on_limit_names); i++)
+	for (int i = 0; i < (int) lengthof(on_limit_names); i++)
 	{
 		if (strcmp(name, on_limit_names[i]) == 0)
 		{
@@ -76,17 +76,6 @@ connmgr_format_policy(const ConnmgrPolicy *policy)
 	return buf.data;
 }
 
-static void
-invalid_label(const char *label, const char *detail)
-{
-	ereport(ERROR,
-			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-			 errmsg("invalid connmgr policy label \"%s\"", label),
-			 errdetail("%s", detail),
-			 errhint("A label looks like \"per_member=5,total=60,on_limit=reject\"; "
-					 "use connmgr.set_connection_limit() to write one.")));
-}
-
 /* A non-negative decimal integer that fits in an int, or -1. */
 static int
 parse_limit(const char *value)
@@ -106,9 +95,12 @@ parse_limit(const char *value)
 	return (int) result;
 }
 
-/* Parse a label; raises an error for anything but a well-formed policy. */
-void
-connmgr_parse_policy(const char *label, ConnmgrPolicy *policy)
+/*
+ * Parse a label into *policy.  Returns NULL for a well-formed policy, else
+ * a sentence saying what is wrong.  Never raises an error.
+ */
+const char *
+connmgr_policy_problem(const char *label, ConnmgrPolicy *policy)
 {
 	char	   *copy = pstrdup(label);
 	char	   *saveptr = NULL;
@@ -124,30 +116,56 @@ connmgr_parse_policy(const char *label, ConnmgrPolicy *policy)
 		char	   *value = strchr(item, '=');
 
 		if (value == NULL)
-			invalid_label(label, "Each item must have the form key=value.");
+			return "Each item must have the form key=value.";
 		*value++ = '\0';
 		if (strcmp(item, "per_member") == 0 && policy->per_member < 0)
 		{
 			if ((policy->per_member = parse_limit(value)) < 0)
-				invalid_label(label, "per_member must be a non-negative integer.");
+				return "per_member must be a non-negative integer.";
 		}
 		else if (strcmp(item, "total") == 0 && policy->total < 0)
 		{
 			if ((policy->total = parse_limit(value)) < 0)
-				invalid_label(label, "total must be a non-negative integer.");
+				return "total must be a non-negative integer.";
 		}
 		else if (strcmp(item, "on_limit") == 0 && !seen_on_limit)
 		{
 			if (!connmgr_on_limit_from_name(value, &policy->on_limit))
-				invalid_label(label, "on_limit must be reject, evict_idle or log.");
+				return "on_limit must be reject, evict_idle or log.";
 			seen_on_limit = true;
 		}
 		else
-			invalid_label(label, "Only per_member, total and on_limit are allowed, each at most once.");
+			return "Only per_member, total and on_limit are allowed, each at most once.";
 	}
-	if (policy->per_member < 0 && policy->total < 0)
-		invalid_label(label, "At least one of per_member and total must be given.");
 	pfree(copy);
+	if (policy->per_member < 0 && policy->total < 0)
+		return "At least one of per_member and total must be given.";
+	return NULL;
+}
+
+/* Parse a label; raises an error for anything but a well-formed policy. */
+static void
+parse_policy_or_error(const char *label, ConnmgrPolicy *policy)
+{
+	const char *problem = connmgr_policy_problem(label, policy);
+
+	if (problem != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid connmgr policy label \"%s\"", label),
+				 errdetail("%s", problem),
+				 errhint("A label looks like \"per_member=5,total=60,on_limit=reject\"; "
+						 "use connmgr.set_connection_limit() to write one.")));
+}
+
+/* Scan keys for "a label of ours on a role", from keys[first] on. */
+static void
+init_role_label_keys(ScanKeyData *keys, int first)
+{
+	ScanKeyInit(&keys[first], Anum_pg_shseclabel_classoid, BTEqualStrategyNumber,
+				F_OIDEQ, ObjectIdGetDatum(AuthIdRelationId));
+	ScanKeyInit(&keys[first + 1], Anum_pg_shseclabel_provider, BTEqualStrategyNumber,
+				F_TEXTEQ, CStringGetTextDatum(CONNMGR_LABEL_PROVIDER));
 }
 
 /*
@@ -166,10 +184,7 @@ read_label(Oid roleid)
 
 	ScanKeyInit(&keys[0], Anum_pg_shseclabel_objoid, BTEqualStrategyNumber,
 				F_OIDEQ, ObjectIdGetDatum(roleid));
-	ScanKeyInit(&keys[1], Anum_pg_shseclabel_classoid, BTEqualStrategyNumber,
-				F_OIDEQ, ObjectIdGetDatum(AuthIdRelationId));
-	ScanKeyInit(&keys[2], Anum_pg_shseclabel_provider, BTEqualStrategyNumber,
-				F_TEXTEQ, CStringGetTextDatum(CONNMGR_LABEL_PROVIDER));
+	init_role_label_keys(keys, 1);
 
 	rel = table_open(SharedSecLabelRelationId, AccessShareLock);
 	scan = systable_beginscan(rel, SharedSecLabelObjectIndexId,
@@ -196,16 +211,20 @@ connmgr_has_policy(Oid roleid)
 	return read_label(roleid) != NULL;
 }
 
-/* Read the policy of roleid; false if it has none. */
-bool
-connmgr_read_policy(Oid roleid, ConnmgrPolicy *policy)
+/*
+ * Look up the policy of roleid: POLICY_NONE, POLICY_VALID (in *policy), or
+ * POLICY_INVALID with *problem saying why.  Never raises an error for a
+ * damaged label, so one bad policy cannot take the others down with it.
+ */
+ConnmgrPolicyStatus
+connmgr_lookup_policy(Oid roleid, ConnmgrPolicy *policy, const char **problem)
 {
 	char	   *label = read_label(roleid);
 
 	if (label == NULL)
-		return false;
-	connmgr_parse_policy(label, policy);
-	return true;
+		return POLICY_NONE;
+	*problem = connmgr_policy_problem(label, policy);
+	return *problem ? POLICY_INVALID : POLICY_VALID;
 }
 
 /* Every role that has a policy, in no particular order. */
@@ -218,10 +237,7 @@ connmgr_roles_with_policies(void)
 	HeapTuple	tuple;
 	List	   *roles = NIL;
 
-	ScanKeyInit(&keys[0], Anum_pg_shseclabel_classoid, BTEqualStrategyNumber,
-				F_OIDEQ, ObjectIdGetDatum(AuthIdRelationId));
-	ScanKeyInit(&keys[1], Anum_pg_shseclabel_provider, BTEqualStrategyNumber,
-				F_TEXTEQ, CStringGetTextDatum(CONNMGR_LABEL_PROVIDER));
+	init_role_label_keys(keys, 0);
 
 	rel = table_open(SharedSecLabelRelationId, AccessShareLock);
 	scan = systable_beginscan(rel, InvalidOid, false, NULL, 2, keys);
@@ -259,7 +275,7 @@ check_policy_label(const ObjectAddress *object, const char *label)
 	{
 		ConnmgrPolicy policy;
 
-		connmgr_parse_policy(label, &policy);
+		parse_policy_or_error(label, &policy);
 	}
 }
 

@@ -2,11 +2,14 @@
  * terminate.c
  *		Ending connections: log who asked, signal, wait until they are gone.
  *
- * The caller has already decided that the targets may be terminated.  A
- * connection counts as gone once its process has left the proc array, so
- * that a killed user can log in again at once (PostgreSQL's own per-role
- * connection limits count the proc array).  The wait is bounded by
- * connmgr.terminate_timeout and can be cancelled.
+ * The caller has already decided that the targets may be terminated.  Just
+ * before signalling, each target is looked up again in a fresh backend
+ * snapshot: one that has exited meanwhile (or whose pid now belongs to a
+ * different backend) is not signalled and counts as gone.  A connection is
+ * gone once its process no longer exists (kill(pid, 0) fails with ESRCH),
+ * by which time it has left the proc array and the postmaster has reaped
+ * it, so a killed user can log in again at once.  The wait is bounded by
+ * connmgr.terminate_timeout and can be cancelled.  No lock is taken.
  */
 #include "postgres.h"
 
@@ -16,7 +19,6 @@
 #include "libpq/libpq-be.h"
 #include "pgstat.h"
 #include "storage/latch.h"
-#include "storage/procarray.h"
 #include "utils/acl.h"
 #include "utils/timestamp.h"
 
@@ -36,7 +38,7 @@ log_termination(const PgBackendStatus *be)
 	const char *requester = GetUserNameFromId(GetUserId(), true);
 
 	ereport(LOG,
-			(errmsg("connmgr: terminating connection %d of role \"%s\" at the request of role \"%s\"",
+			(errmsg("terminating connection %d of role \"%s\" at the request of role \"%s\"",
 					be->st_procpid, or_none(target_role), or_none(requester)),
 			 errdetail("The connection is to database \"%s\" from client %s with application name \"%s\". "
 					   "The request came from process %d, client %s.",
@@ -59,13 +61,13 @@ send_sigterm(int pid)
 }
 
 static bool
-all_gone(int *pids, bool *gone, int n)
+all_gone(const int *pids, bool *gone, int n)
 {
 	bool		result = true;
 
 	for (int i = 0; i < n; i++)
 	{
-		if (!gone[i] && BackendPidGetProc(pids[i]) == NULL)
+		if (!gone[i] && kill(pids[i], 0) != 0 && errno == ESRCH)
 			gone[i] = true;
 		result &= gone[i];
 	}
@@ -74,7 +76,7 @@ all_gone(int *pids, bool *gone, int n)
 
 /* Wait, at most connmgr.terminate_timeout, until every pid has exited. */
 static void
-wait_until_gone(int *pids, bool *gone, int n)
+wait_until_gone(const int *pids, bool *gone, int n)
 {
 	TimestampTz start = GetCurrentTimestamp();
 
@@ -92,31 +94,60 @@ wait_until_gone(int *pids, bool *gone, int n)
 }
 
 /*
- * Send SIGTERM to every pid, then wait for all of them together.  gone[i]
- * tells whether pids[i] has exited.  Logs nothing: callers say why.
+ * Send SIGTERM to each pid whose gone[i] is false, then wait for all of
+ * them together; gone[i] tells whether pids[i] has exited.  Logs nothing:
+ * callers say why.
  */
 void
-connmgr_signal_and_wait(int *pids, bool *gone, int n)
+connmgr_signal_and_wait(const int *pids, bool *gone, int n)
 {
 	for (int i = 0; i < n; i++)
-		gone[i] = !send_sigterm(pids[i]) && errno == ESRCH;
+		if (!gone[i] && !send_sigterm(pids[i]) && errno == ESRCH)
+			gone[i] = true;
 	wait_until_gone(pids, gone, n);
+}
+
+/*
+ * The backend the caller chose is still there: same pid, same role, same
+ * start time.  'be' comes from a fresh snapshot.
+ */
+bool
+connmgr_same_backend(const PgBackendStatus *be, const ConnmgrTarget *target)
+{
+	return be != NULL && be->st_procpid == target->pid &&
+		be->st_userid == target->userid &&
+		be->st_proc_start_timestamp == target->started;
+}
+
+ConnmgrTarget
+connmgr_target_of(const PgBackendStatus *be)
+{
+	ConnmgrTarget target = {be->st_procpid, be->st_userid,
+	be->st_proc_start_timestamp};
+
+	return target;
 }
 
 /*
  * Terminate every target on behalf of the current user and wait for all of
  * them together.  gone[i] tells whether targets[i] has exited; a WARNING
- * names each one that has not.
+ * names each one that has not.  Refreshes the backend snapshot: status
+ * entries the caller holds are invalid afterwards.
  */
 void
-connmgr_terminate_connections(PgBackendStatus **targets, int ntargets, bool *gone)
+connmgr_terminate_connections(const ConnmgrTarget *targets, int ntargets, bool *gone)
 {
 	int		   *pids = palloc(sizeof(int) * Max(ntargets, 1));
 
+	connmgr_refresh_backends();
 	for (int i = 0; i < ntargets; i++)
 	{
-		pids[i] = targets[i]->st_procpid;
-		log_termination(targets[i]);
+		PgBackendStatus *be = connmgr_find_backend(targets[i].pid);
+
+		pids[i] = targets[i].pid;
+		gone[i] = !connmgr_same_backend(be, &targets[i]);
+		if (!gone[i])
+			log_termination(be);
 	}
 	connmgr_signal_and_wait(pids, gone, ntargets);
 

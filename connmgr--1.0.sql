@@ -14,9 +14,7 @@ DROP FUNCTION connmgr.check_preload();
 -- per target connection what the caller may see and terminate.
 GRANT USAGE ON SCHEMA connmgr TO PUBLIC;
 
--- The input parameter is unnamed: a parameter called userName would clash
--- with the result column of the same name.
-CREATE FUNCTION connmgr.listUserConnections(VARCHAR(63))
+CREATE FUNCTION connmgr.listUserConnections(userName VARCHAR(63))
     RETURNS TABLE (userName VARCHAR(63),
                    pid INT,
                    applicationName VARCHAR(63),
@@ -39,7 +37,7 @@ CREATE FUNCTION connmgr.killUserConnections(userName VARCHAR(63))
 -- Text overloads: current_user and session_user are of type name, which
 -- PostgreSQL casts to text but not implicitly to VARCHAR.  A quoted literal
 -- resolves to the text overload too (text is the preferred string type).
-CREATE FUNCTION connmgr.listUserConnections(TEXT)
+CREATE FUNCTION connmgr.listUserConnections(userName TEXT)
     RETURNS TABLE (userName VARCHAR(63),
                    pid INT,
                    applicationName VARCHAR(63),
