@@ -1,7 +1,7 @@
 -- The SQL surface of connmgr: schema, functions, signatures, result
 -- columns and who may call them.
 BEGIN;
-SELECT plan(36);
+SELECT plan(38);
 
 SELECT has_schema('connmgr');
 SELECT has_extension('connmgr');
@@ -52,6 +52,18 @@ SELECT function_privs_are('connmgr', 'killconnection', ARRAY['integer'],
   'pgtap_nobody', ARRAY['EXECUTE']);
 SELECT function_privs_are('connmgr', 'killuserconnections', ARRAY['character varying'],
   'pgtap_nobody', ARRAY['EXECUTE']);
+
+-- Parameter names, so that named notation works as with ClassDB.
+SELECT is(
+  (SELECT array_agg(pg_get_function_identity_arguments(oid)
+                    ORDER BY pg_get_function_identity_arguments(oid))
+     FROM pg_proc WHERE pronamespace = 'connmgr'::regnamespace
+      AND proname IN ('listuserconnections', 'killuserconnections', 'killconnection')),
+  ARRAY['pid integer', 'username character varying', 'username character varying',
+        'username text', 'username text'],
+  'the ClassDB functions name their parameters pid and userName');
+SELECT is((SELECT count(*)::int FROM connmgr.listUserConnections(userName => 'nobody')), 0,
+  'listUserConnections accepts userName => ...');
 
 -- Text overloads, so that current_user (type name) can be passed.
 SELECT has_function('connmgr', 'listuserconnections', ARRAY['text']);

@@ -75,11 +75,52 @@ for my $caller (sort keys %matrix)
 	}
 }
 
-# Co-administrators: instructor2 holds ADMIN OPTION on student too, so the
+# The privileges of the target role are enough, as for pg_terminate_backend:
+# a member of stu2 (here a teaching assistant) may end stu2's sessions.
+$node->safe_psql('postgres', 'CREATE ROLE ta LOGIN IN ROLE stu2');
+my $ta_target = open_session($node, 'stu2');
+my (undef, $ta_out) = sql_as($node, 'ta', "SELECT connmgr.killConnection($ta_target->{pid})");
+is($ta_out, 't', 'a role with the privileges of the target role may terminate it');
+$ta_target->quit;
+
+# Nested groups: an instructor of "student" manages members of cs101, a
+# group inside student.
+$node->safe_psql('postgres',
+	'CREATE ROLE cs101 NOLOGIN IN ROLE student; CREATE ROLE stu4 LOGIN IN ROLE cs101');
+my $nested = open_session($node, 'stu4');
+my (undef, $nested_out) = sql_as($node, 'instructor', "SELECT connmgr.killConnection($nested->{pid})");
+is($nested_out, 't', 'an instructor manages members of nested groups');
+$nested->quit;
+
+# An instructor cannot reach administrators by changing memberships: not a
+# DBA with CREATEROLE they add to the class, and not a co-instructor whose
+# ADMIN OPTION on this class they revoke (who still administers another).
+$node->safe_psql('postgres', q{
+	CREATE ROLE dba2 LOGIN CREATEROLE;
+	CREATE ROLE other_class NOLOGIN;
+	GRANT other_class TO instructor2 WITH ADMIN OPTION;
+});
+sql_as($node, 'instructor', 'GRANT student TO dba2');
+sql_as($node, 'instructor', 'REVOKE ADMIN OPTION FOR student FROM instructor2');
+is($node->safe_psql('postgres',
+		"SELECT count(*) FROM pg_auth_members WHERE member = 'dba2'::regrole AND roleid = 'student'::regrole"),
+	'1', 'the instructor did add the DBA to the class');
+for my $admin ('dba2', 'instructor2')
+{
+	my $victim = open_session($node, $admin);
+	my (undef, $out, $err) = sql_as($node, 'instructor',
+		"SELECT connmgr.killConnection($victim->{pid})");
+	is($out, 'f', "the instructor may not terminate $admin after changing memberships");
+	ok(backend_alive($node, $victim->{pid}), "$admin\'s session survives");
+	$victim->quit;
+}
+
+# Co-administrators: instructor3 holds ADMIN OPTION on student too, so the
 # instructor sees none of its sessions even by name.
-my $co = open_session($node, 'instructor2');
+$node->safe_psql('postgres', 'CREATE ROLE instructor3 LOGIN; GRANT student TO instructor3 WITH ADMIN OPTION');
+my $co = open_session($node, 'instructor3');
 my (undef, $count) = sql_as($node, 'instructor',
-	"SELECT count(*) FROM connmgr.killUserConnections('instructor2')");
+	"SELECT count(*) FROM connmgr.killUserConnections('instructor3')");
 is($count, '0', 'killUserConnections of a co-administrator targets nothing');
 ok(backend_alive($node, $co->{pid}), 'the co-administrator keeps its session');
 $co->quit;

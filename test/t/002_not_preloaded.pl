@@ -33,7 +33,10 @@ $node->restart;
 
 for my $call ("SELECT * FROM connmgr.listUserConnections('postgres')",
 	'SELECT connmgr.killConnection(1)',
-	"SELECT * FROM connmgr.killUserConnections('postgres')")
+	"SELECT * FROM connmgr.killUserConnections('postgres')",
+	"SELECT connmgr.set_connection_limit('postgres', 1)",
+	"SELECT connmgr.drop_connection_limit('postgres')",
+	'SELECT * FROM connmgr.connection_limits')
 {
 	($ret, $out, $err) = $node->psql('postgres', $call,
 		extra_params => [ '-v', 'VERBOSITY=verbose' ]);

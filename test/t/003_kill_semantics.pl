@@ -9,7 +9,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use ConnmgrTest;
 
-my $node = connmgr_node('kill_semantics');
+my $node = connmgr_node('kill_semantics', "listen_addresses = '127.0.0.1'\n");
 $node->safe_psql('postgres', q{
 	CREATE ROLE student NOLOGIN;
 	CREATE ROLE stu1 LOGIN IN ROLE student;
@@ -31,6 +31,28 @@ is($out, '2', 'killUserConnections ends the sessions in both databases');
 ok(!backend_alive($node, $a->{pid}) && !backend_alive($node, $b->{pid}),
 	'both are gone');
 $_->quit for ($a, $b);
+
+# Over TCP, clientAddress is the client's address, and the log names the
+# requester's client too.
+my $tcp = "host=127.0.0.1 port=" . $node->port . " dbname=postgres";
+my $remote = $node->background_psql('postgres', on_error_stop => 0,
+	extra_params => [ '-d', "$tcp user=stu1" ]);
+my $remote_pid = $remote->query_safe('SELECT pg_backend_pid()');
+(undef, $out) = sql_as($node, 'instructor',
+	"SELECT clientAddress FROM connmgr.listUserConnections('stu1')");
+is($out, '127.0.0.1', 'clientAddress is set for a TCP connection');
+my $log_offset = -s $node->logfile;
+my ($tcp_ret, $tcp_out, $tcp_err);
+my $killer = $node->background_psql('postgres', on_error_stop => 0,
+	extra_params => [ '-d', "$tcp user=instructor" ]);
+is($killer->query_safe("SELECT connmgr.killConnection($remote_pid)"), 't',
+	'the instructor kills it over TCP');
+ok( $node->log_contains(
+		qr/from client 127\.0\.0\.1 with application name .*The request came from process \d+, client 127\.0\.0\.1\./,
+		$log_offset),
+	'the log names both clients');
+$killer->quit;
+$remote->quit;
 
 # A student at PostgreSQL's own connection limit can log in again as soon
 # as the kill has returned true.

@@ -63,10 +63,10 @@ $node->safe_psql('other',
 	"SELECT connmgr.set_connection_limit('student', per_member => 1)");
 @s = open_sessions($node, 'stu1', 1, db => 'postgres');
 login_refused('stu1',
-	'Role "stu1" has 1 connections; the limit for members of "student" is 1.',
+	'Role "stu1" has 1 connection; the limit for members of "student" is 1.',
 	'a limit set in another database applies', 'postgres');
 login_refused('stu1',
-	'Role "stu1" has 1 connections; the limit for members of "student" is 1.',
+	'Role "stu1" has 1 connection; the limit for members of "student" is 1.',
 	'connections to all databases count together', 'other');
 close_sessions($node, @s);
 $node->safe_psql('postgres', "SELECT connmgr.drop_connection_limit('student')");
@@ -95,7 +95,7 @@ close_sessions($node, @s);
 set_limit("'cs101', per_member => 2");
 @s = open_sessions($node, 'stu2', 1);
 login_refused('stu2',
-	'Role "stu2" has 1 connections; the limit for members of "student" is 1.',
+	'Role "stu2" has 1 connection; the limit for members of "student" is 1.',
 	'the smallest inherited per_member applies');
 close_sessions($node, @s);
 
@@ -141,7 +141,7 @@ set_limit("'stu1', per_member => 1, on_limit => 'log'");
 my $offset = -s $node->logfile;
 login_ok('stu1', 'log mode admits a login over the limit');
 ok( $node->log_contains(
-		qr/WARNING:  53300: too many connections for role "stu1"\n.*DETAIL:  Role "stu1" has 1 connections; its limit is 1\. The login was admitted because the policy of role "stu1" only logs \(on_limit = log\)\./,
+		qr/WARNING:  53300: too many connections for role "stu1"\n.*DETAIL:  Role "stu1" has 1 connection; its limit is 1\. The login was admitted because the policy of role "stu1" only logs \(on_limit = log\)\./,
 		$offset),
 	'log mode logs a WARNING that names the policy');
 close_sessions($node, @s);
@@ -170,22 +170,32 @@ is( $node->safe_psql('postgres',
 	'connection_limits shows limits and current counts');
 close_sessions($node, @s);
 
-# Fail safe: a policy the library cannot read (here a label corrupted by a
-# direct catalog update, bypassing validation) admits the login and logs
-# why, instead of locking the role's members out.
+# Fail safe: a damaged policy (here a label corrupted by a direct catalog
+# update, bypassing validation) is skipped with a WARNING; the other
+# policies still apply, and nobody is locked out by the damaged one.
 $node->safe_psql('postgres', q{
+	SELECT connmgr.set_connection_limit('student', per_member => 0);
+	SELECT connmgr.set_connection_limit('cs101', total => 0);
 	SET allow_system_table_mods = on;
 	UPDATE pg_shseclabel SET label = 'per_member=oops'
 	 WHERE provider = 'connmgr' AND objoid = 'student'::regrole});
 $offset = -s $node->logfile;
-login_ok('stu1', 'an unreadable policy does not lock members out');
+login_ok('stu1', 'a damaged policy does not lock members out');
 ok( $node->log_contains(
-		qr/WARNING:  22023: connmgr could not read the connection limits of role "stu1"; admitting the login
-.*DETAIL:  invalid connmgr policy label "per_member=oops"/,
+		qr/WARNING:  XX001: ignoring the damaged connection limit policy of role "student"\n.*DETAIL:  per_member must be a non-negative integer\./,
 		$offset),
-	'and the problem is logged');
-$node->safe_psql('postgres', "SELECT connmgr.drop_connection_limit('student')");
-login_ok('stu1', 'dropping the broken policy works');
+	'and the damage is logged');
+login_refused('stu2', 'Role "cs101" and its members have 0 connections; the limit is 0.',
+	'the other policies of the user still apply');
+my ($rows, $view_err);
+$node->psql('postgres', 'SELECT role_name FROM connmgr.connection_limits',
+	stdout => \$rows, stderr => \$view_err);
+is($rows, 'cs101', 'connection_limits still lists the intact policies');
+like($view_err, qr/the connection limit policy of role "student" is damaged/,
+	'and warns about the damaged one');
+$node->safe_psql('postgres',
+	"SELECT connmgr.drop_connection_limit('student'), connmgr.drop_connection_limit('cs101')");
+login_ok('stu2', 'drop_connection_limit removes even a damaged policy');
 
 $node->stop;
 done_testing();

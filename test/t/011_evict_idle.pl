@@ -4,6 +4,7 @@
 use strict;
 use warnings;
 
+use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -75,7 +76,45 @@ $node->connect_ok('dbname=postgres user=stu1', 'admitted after evicting the now-
 ok(!backend_alive($node, $fresh->{pid}), 'the formerly fresh session was evicted');
 ok(backend_alive($node, $busy->{pid}), 'the busy session still runs');
 
+# No eviction for a login that PostgreSQL refuses anyway.
+my $stray = open_session($node, 'stu1', app => 'stray2');
+wait_idle($stray);
+$node->connect_fails('dbname=no_such_db user=stu1',
+	'a login to a missing database at the limit is refused',
+	expected_stderr => qr/too many connections for role "stu1"/);
+ok(backend_alive($node, $stray->{pid}), 'and evicts nobody for it');
+
 $node->safe_psql('postgres', "SELECT pg_cancel_backend($busy->{pid})");
-$_->quit for ($idle, $fresh, $busy);
+$busy->quit;
+close_sessions($node, $stray);
+
+# Two logins at the limit at the same moment, two idle sessions: each
+# login evicts one and both are admitted (if both picked the same victim,
+# the loser moves on to the next candidate).
+my @idle = open_sessions($node, 'stu1', 2);
+wait_idle($_) for @idle;
+my $gate = $node->background_psql('postgres');
+$gate->query_safe('SELECT pg_advisory_lock(7)');
+my (@runs, @err);
+for my $i (0 .. 1)
+{
+	push @runs,
+	  IPC::Run::start(
+		[ $node->installed_command('psql'), '-XAtq', '-d',
+		  $node->connstr('postgres') . ' user=stu1',
+		  '-c', 'SELECT pg_advisory_lock_shared(7)' ],
+		'<', \undef, '>', \my $out, '2>', \$err[$i]);
+}
+$node->poll_query_until('postgres',
+	"SELECT count(*) = 2 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+  or die 'the concurrent logins did not get in';
+ok(!backend_alive($node, $idle[0]{pid}) && !backend_alive($node, $idle[1]{pid}),
+	'both idle sessions were evicted');
+$gate->query_safe('SELECT pg_advisory_unlock(7)');
+$gate->quit;
+$_->finish for @runs;
+is(join(',', map { $_->result(0) } @runs), '0,0', 'both concurrent logins were admitted');
+$_->quit for @idle;
+$_->quit for ($idle, $fresh);
 $node->stop;
 done_testing();

@@ -63,7 +63,7 @@ $gate->query_safe('SELECT pg_advisory_unlock(42)');
 $gate->quit;
 $_->finish for @runs;
 
-my $admitted = grep { $_ == 0 } map { $_->result } @runs;
+my $admitted = grep { $_ == 0 } map { $_->result(0) } @runs;
 is($admitted, $limit, "$limit of $attempts concurrent logins were admitted");
 my $refused = grep {
 	defined && /FATAL:  too many connections for role "s[0-9]+"\nDETAIL:  Role "class" and its members have 5 connections; the limit is 5\./

@@ -49,7 +49,7 @@ is($standby->safe_psql('postgres',
 my $s = open_session($standby, 'stu1');
 $standby->connect_fails('dbname=postgres user=stu1',
 	'the standby enforces it',
-	expected_stderr => qr/Role "stu1" has 1 connections; the limit for members of "student" is 1\./);
+	expected_stderr => qr/Role "stu1" has 1 connection; the limit for members of "student" is 1\./);
 $s->quit;
 my ($ret, $out, $err) = sql_as($standby, 'postgres',
 	"SELECT connmgr.set_connection_limit('student', per_member => 3)");
