@@ -1,7 +1,17 @@
 -- The SQL surface of connmgr: schema, functions, signatures, result
 -- columns and who may call them.
 BEGIN;
-SELECT plan(38);
+SELECT plan(40);
+
+-- The result columns (name and type) of a set-returning function.
+CREATE FUNCTION pg_temp.result_columns(f regprocedure) RETURNS text[]
+LANGUAGE sql AS $$
+  SELECT array_agg(format('%s %s', n, format_type(t, NULL)) ORDER BY o)
+    FROM pg_proc p,
+         unnest(p.proargnames, p.proallargtypes, p.proargmodes)
+           WITH ORDINALITY AS a(n, t, m, o)
+   WHERE p.oid = f AND m = 't'
+$$;
 
 SELECT has_schema('connmgr');
 SELECT has_extension('connmgr');
@@ -11,17 +21,14 @@ SELECT schema_privs_are('connmgr', 'public', ARRAY['USAGE'],
 -- listUserConnections(VARCHAR) RETURNS TABLE (...)
 SELECT has_function('connmgr', 'listuserconnections', ARRAY['character varying']);
 SELECT function_returns('connmgr', 'listuserconnections', ARRAY['character varying'], 'setof record');
-SELECT is(
-  (SELECT array_agg(format('%s %s', n, format_type(t, NULL)) ORDER BY o)
-     FROM pg_proc p,
-          unnest(p.proargnames, p.proallargtypes, p.proargmodes)
-            WITH ORDINALITY AS a(n, t, m, o)
-    WHERE p.oid = 'connmgr.listuserconnections(varchar)'::regprocedure AND m = 't'),
+SELECT is(pg_temp.result_columns(f),
   ARRAY['username character varying', 'pid integer',
         'applicationname character varying', 'clientaddress inet',
         'connectionstarttime timestamp with time zone',
         'lastquerystarttime timestamp with time zone'],
-  'listUserConnections returns the ClassDB columns');
+  format('%s returns the ClassDB columns', f))
+  FROM unnest(ARRAY['connmgr.listuserconnections(varchar)',
+                    'connmgr.listuserconnections(text)']::regprocedure[]) AS f;
 SELECT volatility_is('connmgr', 'listuserconnections', ARRAY['character varying'], 'volatile');
 SELECT isnt_definer('connmgr', 'listuserconnections', ARRAY['character varying']);
 
@@ -34,14 +41,10 @@ SELECT isnt_definer('connmgr', 'killconnection', ARRAY['integer']);
 -- killUserConnections(VARCHAR) RETURNS TABLE (pid INT, success BOOLEAN)
 SELECT has_function('connmgr', 'killuserconnections', ARRAY['character varying']);
 SELECT function_returns('connmgr', 'killuserconnections', ARRAY['character varying'], 'setof record');
-SELECT is(
-  (SELECT array_agg(format('%s %s', n, format_type(t, NULL)) ORDER BY o)
-     FROM pg_proc p,
-          unnest(p.proargnames, p.proallargtypes, p.proargmodes)
-            WITH ORDINALITY AS a(n, t, m, o)
-    WHERE p.oid = 'connmgr.killuserconnections(varchar)'::regprocedure AND m = 't'),
-  ARRAY['pid integer', 'success boolean'],
-  'killUserConnections returns (pid, success)');
+SELECT is(pg_temp.result_columns(f), ARRAY['pid integer', 'success boolean'],
+  format('%s returns (pid, success)', f))
+  FROM unnest(ARRAY['connmgr.killuserconnections(varchar)',
+                    'connmgr.killuserconnections(text)']::regprocedure[]) AS f;
 SELECT isnt_definer('connmgr', 'killuserconnections', ARRAY['character varying']);
 
 -- Every role may call the API: the C code decides per target connection.
