@@ -61,7 +61,10 @@ SELECT connmgr.set_connection_limit('regress_student', 1);
 SELECT connmgr.drop_connection_limit('regress_student');
 SET ROLE regress_creator;
 SELECT connmgr.set_connection_limit('regress_super', 1);
+SELECT connmgr.set_connection_limit('pg_monitor', 0);
+SECURITY LABEL FOR connmgr ON ROLE pg_monitor IS 'per_member=0,on_limit=reject';
 RESET ROLE;
+SELECT count(*) FROM pg_seclabels WHERE provider = 'connmgr' AND objname = 'pg_monitor';
 
 -- Who may see them: not an unrelated role; a member of the group does.
 SET ROLE regress_plain;

@@ -56,11 +56,19 @@ connmgr_find_backend(int pid)
 	return NULL;
 }
 
-/* Drop the snapshot so that the next read sees the backends as they are now. */
+/*
+ * Drop the backend status snapshot so that the next read sees the backends
+ * as they are now.  From PostgreSQL 15 on this leaves the transaction's
+ * cumulative statistics snapshot alone.
+ */
 void
 connmgr_refresh_backends(void)
 {
+#if PG_VERSION_NUM >= 150000
+	pgstat_clear_backend_activity_snapshot();
+#else
 	pgstat_clear_snapshot();
+#endif
 }
 
 /*

@@ -47,10 +47,15 @@ extern Datum connmgr_client_addr_datum(const PgBackendStatus *be, bool *isnull);
 extern const char *connmgr_client_addr_text(const PgBackendStatus *be);
 extern void connmgr_refresh_backends(void);
 
-/* permissions.c: who may see and terminate whose connections */
+/* permissions.c: who may see, terminate and limit whom; role memberships */
 extern bool connmgr_may_terminate(Oid caller, Oid target, bool walsender);
 extern bool connmgr_may_see(Oid caller, Oid target);
-extern List *connmgr_roles_containing(Oid roleid, bool inherited_only);
+extern bool connmgr_may_manage_policy(Oid caller, Oid target);
+
+#define ROLES_ALL		0		/* every membership grant */
+#define ROLES_INHERITED	0x01	/* only grants that pass on privileges */
+#define ROLES_ENROLLED	0x02	/* not grants WITH ADMIN OPTION */
+extern List *connmgr_roles_containing(Oid roleid, int flags);
 
 /* policy.c: connection-limit policies, stored as security labels on roles */
 typedef enum ConnmgrOnLimit
@@ -125,7 +130,7 @@ typedef struct ConnmgrTarget
 
 extern ConnmgrTarget connmgr_target_of(const PgBackendStatus *be);
 extern bool connmgr_same_backend(const PgBackendStatus *be, const ConnmgrTarget *target);
-extern void connmgr_signal_and_wait(const int *pids, bool *gone, int n);
+extern void connmgr_signal_and_wait(const int *pids, bool *gone, int n, int timeout_ms);
 extern void connmgr_terminate_connections(const ConnmgrTarget *targets, int ntargets,
 										  bool *gone);
 

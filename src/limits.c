@@ -12,11 +12,15 @@
  * Precedence: a per_member limit on the login role itself replaces the
  * inherited ones; otherwise the smallest per_member among its groups
  * applies.  Every total limit of the role and of its groups applies.
- * Groups are those whose privileges the role inherits (has_privs_of_role).
+ *
+ * Groups are followed through grants that pass on privileges, but not
+ * through grants WITH ADMIN OPTION: an instructor administers the student
+ * group, and is neither limited by it nor counted in its total.
  *
  * Fail safe: a damaged policy is skipped with a WARNING (the others still
- * apply); if the catalogs cannot be read at all, the login is admitted,
- * counted for the user alone, and the problem logged.
+ * apply); if anything else fails, the login is admitted, counted for the
+ * user alone, and the problem logged.  WARNINGs go to the server log only:
+ * during authentication PostgreSQL sends the client nothing below ERROR.
  */
 #include "postgres.h"
 
@@ -98,7 +102,8 @@ usable_policy(Oid role, ConnmgrPolicy *policy)
 static void
 gather_limits(LoginLimits *limits)
 {
-	List	   *groups = connmgr_roles_containing(limits->user, true);
+	List	   *groups = connmgr_roles_containing(limits->user,
+												  ROLES_INHERITED | ROLES_ENROLLED);
 	int			n = list_length(groups) + 1;
 	ConnmgrPolicy policy;
 	ConnmgrPolicy per_member = {-1, -1, ON_LIMIT_REJECT};
@@ -138,48 +143,6 @@ gather_limits(LoginLimits *limits)
 	if (per_member.per_member >= 0)
 		add_check(limits, limits->user, true, per_member.per_member,
 				  per_member_source, per_member.on_limit);
-}
-
-/*
- * gather_limits() in a subtransaction: if the catalogs cannot be read, log
- * it and fall back to counting the user alone, with no limit.
- */
-static void
-gather_limits_failsafe(LoginLimits *limits)
-{
-	MemoryContext oldcontext = CurrentMemoryContext;
-	ResourceOwner oldowner = CurrentResourceOwner;
-
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(oldcontext);
-	PG_TRY();
-	{
-		gather_limits(limits);
-		ReleaseCurrentSubTransaction();
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(oldcontext);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-
-		limits->roles = palloc(sizeof(Oid));
-		limits->roles[0] = limits->user;
-		limits->nroles = 1;
-		limits->nchecks = 0;
-		ereport(WARNING,
-				(errcode(edata->sqlerrcode),
-				 errmsg("could not read the connection limits of role \"%s\": %s",
-						role_name(limits->user), edata->message),
-				 errdetail("The login was admitted without connection limits, and counted for the role alone.")));
-		FreeErrorData(edata);
-	}
-	PG_END_TRY();
-	MemoryContextSwitchTo(oldcontext);
-	CurrentResourceOwner = oldowner;
 }
 
 static const char *
@@ -337,12 +300,12 @@ choose_victim(Oid user, List *tried, ConnmgrTarget *victim)
 }
 
 /*
- * Terminate the victim and wait until it is gone; true if it is.  Checked
- * once more just before the signal: a victim that has started a query
- * meanwhile is spared.
+ * Terminate the victim and wait, at most timeout_ms, until it is gone.
+ * Checked once more just before the signal: a victim that has started a
+ * query meanwhile is spared.
  */
-static bool
-evict(const LoginLimits *limits, const ConnmgrTarget *victim)
+static void
+evict(const LoginLimits *limits, const ConnmgrTarget *victim, int timeout_ms)
 {
 	PgBackendStatus *be;
 	bool		gone = false;
@@ -350,7 +313,7 @@ evict(const LoginLimits *limits, const ConnmgrTarget *victim)
 	connmgr_refresh_backends();
 	be = connmgr_find_backend(victim->pid);
 	if (!connmgr_same_backend(be, victim) || be->st_state != STATE_IDLE)
-		return false;
+		return;
 
 	ereport(LOG,
 			(errmsg("evicting idle connection %d of role \"%s\" to admit a new login",
@@ -358,62 +321,108 @@ evict(const LoginLimits *limits, const ConnmgrTarget *victim)
 			 errdetail("The connection had been idle since %s. %s",
 					   timestamptz_to_str(be->st_state_start_timestamp),
 					   describe_check(limits, first_reached(limits, true)))));
-	connmgr_signal_and_wait(&victim->pid, &gone, 1);
-	return gone;
+	connmgr_signal_and_wait(&victim->pid, &gone, 1, timeout_ms);
 }
 
 /*
  * Evict idle connections of the user, longest-idle first, until the login
  * can be counted, there is no candidate left, or connmgr.terminate_timeout
- * has passed.  A concurrent login may take the slot an eviction freed, or
- * pick the same victim: then the next candidate is tried.
+ * has passed (each candidate gets at least one try).  A concurrent login
+ * may take the slot an eviction freed, or pick the same victim: then the
+ * next candidate is tried.
  */
 static ConnmgrClaimResult
 evict_until_admitted(LoginLimits *limits, bool *found_candidate)
 {
-	TimestampTz start = GetCurrentTimestamp();
+	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													   connmgr_terminate_timeout_ms);
 	ConnmgrClaimResult result = CLAIM_BLOCKED;
 	List	   *tried = NIL;
 	ConnmgrTarget victim;
 
 	*found_candidate = false;
-	while (result == CLAIM_BLOCKED &&
-		   !TimestampDifferenceExceeds(start, GetCurrentTimestamp(),
-									   connmgr_terminate_timeout_ms) &&
-		   choose_victim(limits->user, tried, &victim))
+	while (choose_victim(limits->user, tried, &victim))
 	{
+		TimestampTz now = GetCurrentTimestamp();
+		int			remaining_ms = now < deadline ? (int) ((deadline - now) / 1000) : 0;
+
 		*found_candidate = true;
 		tried = lappend_int(tried, victim.pid);
-		(void) evict(limits, &victim);
+		evict(limits, &victim, remaining_ms);
 		result = connmgr_claim(limits->user, limits->roles, limits->nroles,
 							   limits->checks, limits->nchecks);
+		if (result != CLAIM_BLOCKED || GetCurrentTimestamp() >= deadline)
+			break;
 	}
 	return result;
 }
 
+/* The whole login check; errors are caught by connmgr_enforce_limits(). */
+static void
+enforce(LoginLimits *limits, const char *database)
+{
+	ConnmgrClaimResult result;
+	bool		found_candidate = true;
+
+	gather_limits(limits);
+	result = connmgr_claim(limits->user, limits->roles, limits->nroles,
+						   limits->checks, limits->nchecks);
+	if (result == CLAIM_BLOCKED && !must_reject(limits) &&
+		login_can_proceed(limits->user, database))
+		result = evict_until_admitted(limits, &found_candidate);
+
+	if (result == CLAIM_BLOCKED)
+		reject(limits, found_candidate ? "" :
+			   psprintf(" No connection of role \"%s\" has been idle for %d ms or more, so none was evicted.",
+						role_name(limits->user), connmgr_evict_min_idle_ms));
+	if (result == CLAIM_NOT_COUNTED)
+		ereport(WARNING,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("could not count a connection of role \"%s\"",
+						role_name(limits->user)),
+				 errdetail("The shared table of role counters is full; the login was admitted uncounted."),
+				 errhint("Raise connmgr.max_tracked_roles.")));
+	warn_log_only(limits);
+}
+
+/*
+ * Apply the connection limits to a login, in a subtransaction: if anything
+ * fails (the catalogs cannot be read, say), log it and admit the login,
+ * counted for the user alone.  Refusals are FATAL and end the backend.
+ */
 void
 connmgr_enforce_limits(Oid user, const char *database)
 {
 	LoginLimits limits = {.user = user};
-	ConnmgrClaimResult result;
-	bool		found_candidate = true;
+	MemoryContext oldcontext = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
 
-	gather_limits_failsafe(&limits);
-	result = connmgr_claim(user, limits.roles, limits.nroles,
-						   limits.checks, limits.nchecks);
-	if (result == CLAIM_BLOCKED && !must_reject(&limits) &&
-		login_can_proceed(user, database))
-		result = evict_until_admitted(&limits, &found_candidate);
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcontext);
+	PG_TRY();
+	{
+		enforce(&limits, database);
+		ReleaseCurrentSubTransaction();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
 
-	if (result == CLAIM_BLOCKED)
-		reject(&limits, found_candidate ? "" :
-			   psprintf(" No connection of role \"%s\" has been idle for %d ms or more, so none was evicted.",
-						role_name(user), connmgr_evict_min_idle_ms));
-	if (result == CLAIM_NOT_COUNTED)
+		MemoryContextSwitchTo(oldcontext);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+
+		/* A no-op if the failure came after the connection was counted. */
+		(void) connmgr_claim(user, &user, 1, NULL, 0);
 		ereport(WARNING,
-				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-				 errmsg("could not count a connection of role \"%s\"", role_name(user)),
-				 errdetail("The shared table of role counters is full; the login was admitted uncounted."),
-				 errhint("Raise connmgr.max_tracked_roles.")));
-	warn_log_only(&limits);
+				(errcode(edata->sqlerrcode),
+				 errmsg("could not apply the connection limits of role \"%s\": %s",
+						role_name(user), edata->message),
+				 errdetail("The login was admitted without connection limits.")));
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(oldcontext);
+	CurrentResourceOwner = oldowner;
 }

@@ -3,16 +3,13 @@
  *		The SQL-callable policy functions: set_connection_limit,
  *		drop_connection_limit, and the rows of the connection_limits view.
  *
- * Who may change a role's policy is what PostgreSQL itself requires to
- * ALTER that role: superuser for superuser roles and the reserved pg_*
- * roles; otherwise CREATEROLE, plus ADMIN OPTION on the role from
- * PostgreSQL 16 on.  The view shows a
+ * Who may change a role's policy is decided in permissions.c (what
+ * PostgreSQL requires to ALTER the role).  The view shows a
  * policy to those who may change it, to members and administrators of the
  * role, and to members of pg_read_all_stats.
  */
 #include "postgres.h"
 
-#include "catalog/catalog.h"
 #include "catalog/pg_authid.h"
 #include "tcop/utility.h"
 #include "utils/acl.h"
@@ -25,24 +22,12 @@ PG_FUNCTION_INFO_V1(connmgr_drop_connection_limit);
 PG_FUNCTION_INFO_V1(connmgr_connection_limit_rows);
 
 static bool
-may_manage_policy(Oid caller, Oid target)
-{
-	if (superuser_arg(target) || IsReservedName(GetUserNameFromId(target, false)))
-		return superuser_arg(caller);
-#if PG_VERSION_NUM >= 160000
-	return has_createrole_privilege(caller) && is_admin_of_role(caller, target);
-#else
-	return has_createrole_privilege(caller);
-#endif
-}
-
-static bool
 may_see_policy(Oid caller, Oid target)
 {
 	return has_privs_of_role(caller, ROLE_PG_READ_ALL_STATS) ||
 		has_privs_of_role(caller, target) ||
 		is_admin_of_role(caller, target) ||
-		may_manage_policy(caller, target);
+		connmgr_may_manage_policy(caller, target);
 }
 
 /*
@@ -68,7 +53,7 @@ managed_role_arg(FunctionCallInfo fcinfo, int argno, const char *cmdname)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("role \"%s\" does not exist", name)));
-	if (!may_manage_policy(GetUserId(), role))
+	if (!connmgr_may_manage_policy(GetUserId(), role))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied to change the connection limit of role \"%s\"", name),
@@ -138,20 +123,45 @@ connmgr_drop_connection_limit(PG_FUNCTION_ARGS)
 	PG_RETURN_BOOL(existed);
 }
 
-/*
- * The most connections held by one login role that inherits from role (or
- * is role), among the counted ones.
- */
+/* A counted login role and the groups it belongs to, as for its limits. */
+typedef struct CountedRole
+{
+	Oid			roleid;
+	int			own;
+	List	   *groups;
+} CountedRole;
+
+/* The roles with connections of their own, each with its groups, once. */
+static CountedRole *
+counted_roles(const ConnmgrCounter *counters, int ncounters, int *n)
+{
+	CountedRole *roles = palloc(sizeof(CountedRole) * Max(ncounters, 1));
+
+	*n = 0;
+	for (int i = 0; i < ncounters; i++)
+	{
+		if (counters[i].own <= 0)
+			continue;
+		roles[*n].roleid = counters[i].roleid;
+		roles[*n].own = counters[i].own;
+		roles[*n].groups = connmgr_roles_containing(counters[i].roleid,
+													ROLES_INHERITED | ROLES_ENROLLED);
+		(*n)++;
+	}
+	return roles;
+}
+
+/* The most connections held by one login role that is role or its member. */
 static int
-max_member_connections(Oid role, const ConnmgrCounter *counters, int ncounters)
+max_member_connections(Oid role, const CountedRole *roles, int nroles)
 {
 	int			max = 0;
 
-	for (int i = 0; i < ncounters; i++)
+	for (int i = 0; i < nroles; i++)
 	{
-		if (counters[i].own > max &&
-			(counters[i].roleid == role || has_privs_of_role(counters[i].roleid, role)))
-			max = counters[i].own;
+		if (roles[i].own > max &&
+			(roles[i].roleid == role || list_member_oid(roles[i].groups, role)))
+			max = roles[i].own;
 	}
 	return max;
 }
@@ -172,12 +182,15 @@ connmgr_connection_limit_rows(PG_FUNCTION_ARGS)
 	Tuplestorestate *store;
 	ConnmgrCounter *counters;
 	int			ncounters;
+	CountedRole *roles;
+	int			nroles;
 	ListCell   *lc;
 
 	connmgr_require_preload();
 	store = connmgr_begin_result_set(fcinfo, &tupdesc);
 	counters = palloc(sizeof(ConnmgrCounter) * connmgr_max_tracked_roles);
 	ncounters = connmgr_counter_snapshot(counters);
+	roles = counted_roles(counters, ncounters, &nroles);
 
 	foreach(lc, connmgr_roles_with_policies())
 	{
@@ -202,7 +215,7 @@ connmgr_connection_limit_rows(PG_FUNCTION_ARGS)
 		values[0] = DirectFunctionCall1(namein, CStringGetDatum(name));
 		values[1] = Int32GetDatum(policy.per_member);
 		nulls[1] = policy.per_member < 0;
-		values[2] = Int32GetDatum(max_member_connections(role, counters, ncounters));
+		values[2] = Int32GetDatum(max_member_connections(role, roles, nroles));
 		values[3] = Int32GetDatum(policy.total);
 		nulls[3] = policy.total < 0;
 		values[4] = Int32GetDatum(total_connections(role, counters, ncounters));

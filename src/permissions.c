@@ -1,26 +1,33 @@
 /*
  * permissions.c
- *		Who may see and who may terminate whose connections.
+ *		Who may see and who may terminate whose connections, who may change
+ *		connection-limit policies, and the role-membership walks they need.
  *
- * The rules, decided per target connection with PostgreSQL's own role
+ * Terminating, decided per target connection with PostgreSQL's own role
  * functions (never a SECURITY DEFINER shortcut):
  *	- only superusers may terminate superusers' connections;
  *	- everyone may terminate their own connections;
  *	- a role with the privileges of the target role may terminate it, as
  *	  with pg_terminate_backend();
  *	- members of pg_signal_backend may terminate any other connection;
- *	- a role holding ADMIN OPTION on a group may terminate the regular
- *	  connections (not walsenders) of that group's members, unless the
- *	  member is an administrator itself: it holds ADMIN OPTION on any role
- *	  (a co-instructor), has CREATEROLE, or may signal backends.  So an
- *	  instructor who grants the group to a DBA, or revokes a co-instructor's
- *	  ADMIN OPTION on this one group, gains no power over them;
+ *	- a role holding ADMIN OPTION on a group (a NOLOGIN role) may terminate
+ *	  the regular connections (not walsenders) of that group's members,
+ *	  unless the member is an administrator itself: it holds ADMIN OPTION
+ *	  on a group (a co-instructor), has CREATEROLE, or may signal backends.
+ *	  So an instructor who grants the group to a DBA, or revokes a
+ *	  co-instructor's ADMIN OPTION on this one group, gains no power over
+ *	  them;
  *	- whoever may terminate a connection may see it, and so may superusers
  *	  and members of pg_read_all_stats.
+ *
+ * Changing a role's policy takes what PostgreSQL requires to ALTER the
+ * role: superuser for superuser and reserved pg_* roles; otherwise
+ * CREATEROLE, plus ADMIN OPTION on the role from PostgreSQL 16 on.
  */
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "catalog/catalog.h"
 #include "catalog/pg_auth_members.h"
 #include "catalog/pg_authid.h"
 #include "utils/acl.h"
@@ -29,33 +36,42 @@
 
 #include "connmgr.h"
 
-#if PG_VERSION_NUM < 160000
 static bool
-role_inherits(Oid roleid)
+role_flag(Oid roleid, bool inherit)
 {
 	HeapTuple	tuple = SearchSysCache1(AUTHOID, ObjectIdGetDatum(roleid));
 	bool		result = false;
 
 	if (HeapTupleIsValid(tuple))
 	{
-		result = ((Form_pg_authid) GETSTRUCT(tuple))->rolinherit;
+		Form_pg_authid role = (Form_pg_authid) GETSTRUCT(tuple);
+
+		result = inherit ? role->rolinherit : role->rolcanlogin;
 		ReleaseSysCache(tuple);
 	}
 	return result;
 }
-#endif
+
+/* A group role, as opposed to a login role. */
+static bool
+is_group(Oid roleid)
+{
+	return !role_flag(roleid, false);
+}
 
 /*
- * Add to *roles every role that 'member' is directly granted, skipping
- * grants that do not pass on privileges when inherited_only is set.
+ * Add to *roles every role that 'member' is directly granted.  With
+ * ROLES_INHERITED, skip grants that do not pass on privileges; with
+ * ROLES_ENROLLED, skip grants WITH ADMIN OPTION (administering a group is
+ * not belonging to it).
  */
 static void
-add_direct_groups(Oid member, bool inherited_only, List **roles)
+add_direct_groups(Oid member, int flags, List **roles)
 {
 	CatCList   *grants;
 
 #if PG_VERSION_NUM < 160000
-	if (inherited_only && !role_inherits(member))
+	if ((flags & ROLES_INHERITED) && !role_flag(member, true))
 		return;
 #endif
 
@@ -66,9 +82,11 @@ add_direct_groups(Oid member, bool inherited_only, List **roles)
 			(Form_pg_auth_members) GETSTRUCT(&grants->members[i]->tuple);
 
 #if PG_VERSION_NUM >= 160000
-		if (inherited_only && !grant->inherit_option)
+		if ((flags & ROLES_INHERITED) && !grant->inherit_option)
 			continue;
 #endif
+		if ((flags & ROLES_ENROLLED) && grant->admin_option)
+			continue;
 		*roles = list_append_unique_oid(*roles, grant->roleid);
 	}
 	ReleaseSysCacheList(grants);
@@ -76,39 +94,42 @@ add_direct_groups(Oid member, bool inherited_only, List **roles)
 
 /*
  * Every role that roleid is a member of, directly or through nested groups,
- * not including roleid itself.  With inherited_only, only the groups whose
- * privileges roleid inherits (PostgreSQL's has_privs_of_role rules).
- * Reads only shared catalogs, so it works during authentication too.
+ * not including roleid itself, following only the grants that flags
+ * allow.  Reads only shared catalogs, so it works during authentication.
  */
 List *
-connmgr_roles_containing(Oid roleid, bool inherited_only)
+connmgr_roles_containing(Oid roleid, int flags)
 {
 	List	   *roles = NIL;
 
-	add_direct_groups(roleid, inherited_only, &roles);
+	add_direct_groups(roleid, flags, &roles);
 	for (int i = 0; i < list_length(roles); i++)
-		add_direct_groups(list_nth_oid(roles, i), inherited_only, &roles);
+		add_direct_groups(list_nth_oid(roles, i), flags, &roles);
 
 	return list_delete_oid(roles, roleid);
 }
 
-/* Does any of member's own grants carry ADMIN OPTION? */
+/* Does any of member's own grants carry ADMIN OPTION on a group? */
 static bool
-has_admin_grant(Oid member)
+has_group_admin_grant(Oid member)
 {
 	CatCList   *grants = SearchSysCacheList1(AUTHMEMMEMROLE, ObjectIdGetDatum(member));
 	bool		result = false;
 
 	for (int i = 0; i < grants->n_members && !result; i++)
-		result = ((Form_pg_auth_members)
-				  GETSTRUCT(&grants->members[i]->tuple))->admin_option;
+	{
+		Form_pg_auth_members grant =
+			(Form_pg_auth_members) GETSTRUCT(&grants->members[i]->tuple);
+
+		result = grant->admin_option && is_group(grant->roleid);
+	}
 	ReleaseSysCacheList(grants);
 	return result;
 }
 
 /*
  * Is role an administrator rather than a managed member: CREATEROLE, the
- * privileges of pg_signal_backend, or ADMIN OPTION on any role, held
+ * privileges of pg_signal_backend, or ADMIN OPTION on a group, held
  * directly or through a group?
  */
 static bool
@@ -118,11 +139,11 @@ is_administrator(Oid role)
 
 	if (has_createrole_privilege(role) ||
 		has_privs_of_role(role, ROLE_PG_SIGNAL_BACKEND) ||
-		has_admin_grant(role))
+		has_group_admin_grant(role))
 		return true;
-	foreach(lc, connmgr_roles_containing(role, false))
+	foreach(lc, connmgr_roles_containing(role, ROLES_ALL))
 	{
-		if (has_admin_grant(lfirst_oid(lc)))
+		if (has_group_admin_grant(lfirst_oid(lc)))
 			return true;
 	}
 	return false;
@@ -136,11 +157,11 @@ instructs(Oid caller, Oid target)
 
 	if (is_administrator(target))
 		return false;
-	foreach(lc, connmgr_roles_containing(target, false))
+	foreach(lc, connmgr_roles_containing(target, ROLES_ALL))
 	{
 		Oid			group = lfirst_oid(lc);
 
-		if (group != caller && is_admin_of_role(caller, group))
+		if (group != caller && is_group(group) && is_admin_of_role(caller, group))
 			return true;
 	}
 	return false;
@@ -165,4 +186,16 @@ connmgr_may_see(Oid caller, Oid target)
 {
 	return has_privs_of_role(caller, ROLE_PG_READ_ALL_STATS) ||
 		connmgr_may_terminate(caller, target, false);
+}
+
+bool
+connmgr_may_manage_policy(Oid caller, Oid target)
+{
+	if (superuser_arg(target) || IsReservedName(GetUserNameFromId(target, false)))
+		return superuser_arg(caller);
+#if PG_VERSION_NUM >= 160000
+	return has_createrole_privilege(caller) && is_admin_of_role(caller, target);
+#else
+	return has_createrole_privilege(caller);
+#endif
 }

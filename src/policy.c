@@ -27,6 +27,8 @@
 #include "catalog/pg_shseclabel.h"
 #include "commands/seclabel.h"
 #include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/rel.h"
@@ -261,8 +263,9 @@ connmgr_write_policy(Oid roleid, const ConnmgrPolicy *policy)
 
 /*
  * Label provider hook: SECURITY LABEL FOR connmgr (as pg_dumpall writes it)
- * accepts only well-formed policies, and only on roles.  PostgreSQL has
- * already checked that the caller may label the role.
+ * accepts only well-formed policies, only on roles, and only from those who
+ * may change the role's policy with set_connection_limit (PostgreSQL's own
+ * check lets CREATEROLE roles label the reserved pg_* roles too).
  */
 static void
 check_policy_label(const ObjectAddress *object, const char *label)
@@ -271,6 +274,11 @@ check_policy_label(const ObjectAddress *object, const char *label)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("connmgr security labels can only be set on roles")));
+	if (!connmgr_may_manage_policy(GetUserId(), object->objectId))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to change the connection limit of role \"%s\"",
+						GetUserNameFromId(object->objectId, false))));
 	if (label != NULL)
 	{
 		ConnmgrPolicy policy;

@@ -135,17 +135,20 @@ uncharge(Oid user, const Oid *roles, int nroles)
 /*
  * Lock held exclusively.  Charge one connection of user, whose total is
  * counted for each of roles (user itself among them).  Returns false,
- * with nothing charged, if shared memory for a new entry ran out.
+ * with nothing charged, if a new entry would exceed
+ * connmgr.max_tracked_roles (or shared memory ran out).
  */
 static bool
 charge(Oid user, const Oid *roles, int nroles)
 {
 	for (int i = 0; i < nroles; i++)
 	{
-		bool		found;
-		ConnmgrCounter *entry = hash_search(counters, &roles[i],
-											HASH_ENTER_NULL, &found);
+		bool		found = true;
+		ConnmgrCounter *entry = hash_search(counters, &roles[i], HASH_FIND, NULL);
 
+		if (entry == NULL &&
+			hash_get_num_entries(counters) < connmgr_max_tracked_roles)
+			entry = hash_search(counters, &roles[i], HASH_ENTER_NULL, &found);
 		if (entry == NULL)
 		{
 			uncharge(user, roles, i);
@@ -173,7 +176,7 @@ current_count(const ConnmgrCheck *check)
 static void
 release_at_exit(int code, Datum arg)
 {
-	if (n_charged_roles == 0 || shared == NULL)
+	if (n_charged_roles == 0)
 		return;
 	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
 	uncharge(charged_user, charged_roles, n_charged_roles);
@@ -193,6 +196,7 @@ ConnmgrClaimResult
 connmgr_claim(Oid user, const Oid *roles, int nroles,
 			  ConnmgrCheck *checks, int nchecks)
 {
+	static bool exit_callback_registered = false;
 	Oid		   *saved;
 	bool		blocked = false;
 	bool		charged = false;
@@ -200,7 +204,16 @@ connmgr_claim(Oid user, const Oid *roles, int nroles,
 	if (shared == NULL || n_charged_roles > 0 || nroles == 0)
 		return CLAIM_NOT_COUNTED;
 
-	/* Allocate before taking the lock: nothing may fail while it is held. */
+	/*
+	 * Register the release and allocate before taking the lock: nothing may
+	 * fail while it is held, nor between charging and being able to give
+	 * the charge back.
+	 */
+	if (!exit_callback_registered)
+	{
+		before_shmem_exit(release_at_exit, (Datum) 0);
+		exit_callback_registered = true;
+	}
 	saved = MemoryContextAlloc(TopMemoryContext, sizeof(Oid) * nroles);
 	memcpy(saved, roles, sizeof(Oid) * nroles);
 
@@ -223,7 +236,6 @@ connmgr_claim(Oid user, const Oid *roles, int nroles,
 	charged_user = user;
 	charged_roles = saved;
 	n_charged_roles = nroles;
-	before_shmem_exit(release_at_exit, (Datum) 0);
 	return CLAIM_ADMITTED;
 }
 

@@ -74,16 +74,15 @@ all_gone(const int *pids, bool *gone, int n)
 	return result;
 }
 
-/* Wait, at most connmgr.terminate_timeout, until every pid has exited. */
+/* Wait, at most timeout_ms, until every pid has exited. */
 static void
-wait_until_gone(const int *pids, bool *gone, int n)
+wait_until_gone(const int *pids, bool *gone, int n, int timeout_ms)
 {
 	TimestampTz start = GetCurrentTimestamp();
 
 	while (!all_gone(pids, gone, n))
 	{
-		if (TimestampDifferenceExceeds(start, GetCurrentTimestamp(),
-									   connmgr_terminate_timeout_ms))
+		if (TimestampDifferenceExceeds(start, GetCurrentTimestamp(), timeout_ms))
 			break;
 		(void) WaitLatch(MyLatch,
 						 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
@@ -95,16 +94,16 @@ wait_until_gone(const int *pids, bool *gone, int n)
 
 /*
  * Send SIGTERM to each pid whose gone[i] is false, then wait for all of
- * them together; gone[i] tells whether pids[i] has exited.  Logs nothing:
- * callers say why.
+ * them together, at most timeout_ms; gone[i] tells whether pids[i] has
+ * exited.  Logs nothing: callers say why.
  */
 void
-connmgr_signal_and_wait(const int *pids, bool *gone, int n)
+connmgr_signal_and_wait(const int *pids, bool *gone, int n, int timeout_ms)
 {
 	for (int i = 0; i < n; i++)
 		if (!gone[i] && !send_sigterm(pids[i]) && errno == ESRCH)
 			gone[i] = true;
-	wait_until_gone(pids, gone, n);
+	wait_until_gone(pids, gone, n, timeout_ms);
 }
 
 /*
@@ -149,7 +148,7 @@ connmgr_terminate_connections(const ConnmgrTarget *targets, int ntargets, bool *
 		if (!gone[i])
 			log_termination(be);
 	}
-	connmgr_signal_and_wait(pids, gone, ntargets);
+	connmgr_signal_and_wait(pids, gone, ntargets, connmgr_terminate_timeout_ms);
 
 	for (int i = 0; i < ntargets; i++)
 	{

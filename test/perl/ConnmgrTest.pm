@@ -11,7 +11,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 
 our @EXPORT = qw(connmgr_node open_session open_sessions close_sessions
-  backend_alive sql_as);
+  backend_alive sql_as wait_for_count);
 
 # A started node with connmgr preloaded and the extension created in
 # database "postgres".  Extra postgresql.conf lines and options for
@@ -65,6 +65,18 @@ sub close_sessions
 	$node->poll_query_until('postgres',
 		"SELECT count(*) = 0 FROM pg_stat_activity WHERE pid IN ($pids)")
 	  or die "sessions $pids did not exit";
+}
+
+# Wait until connmgr counts $n connections for $role and its members (the
+# role must have a policy): a backend gives its slot back as it exits,
+# which can be a moment after its client has seen the end.
+sub wait_for_count
+{
+	my ($node, $role, $n) = @_;
+	$node->poll_query_until('postgres',
+		"SELECT total_connections FROM connmgr.connection_limits WHERE role_name = '$role'",
+		$n)
+	  or die "connmgr did not settle at $n connections for $role";
 }
 
 sub backend_alive

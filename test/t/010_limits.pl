@@ -155,6 +155,7 @@ login_ok('stu1', 'with connmgr.enabled off, the limit is not enforced');
 my @extra = open_sessions($node, 'stu1', 1);
 $node->safe_psql('postgres', 'ALTER SYSTEM RESET connmgr.enabled');
 $node->reload;
+wait_for_count($node, 'stu1', 2);
 login_refused('stu1', 'Role "stu1" has 2 connections; its limit is 1.',
 	'back on: sessions opened while off were counted too');
 close_sessions($node, @s, @extra);
@@ -164,11 +165,29 @@ $node->safe_psql('postgres', "SELECT connmgr.drop_connection_limit('stu1')");
 # The view shows each policy with the counts against it.
 set_limit("'student', per_member => 4, total => 9, on_limit => 'evict_idle'");
 @s = (open_sessions($node, 'stu1', 2), open_session($node, 'stu2'));
+wait_for_count($node, 'student', 3);
 is( $node->safe_psql('postgres',
 		"SELECT per_member, max_member_connections, total, total_connections, on_limit FROM connmgr.connection_limits WHERE role_name = 'student'"),
 	'4|2|9|3|evict_idle',
 	'connection_limits shows limits and current counts');
 close_sessions($node, @s);
+
+# An instructor holds ADMIN OPTION on the class: administering a group is
+# not belonging to it, so the class's limits do not apply to the
+# instructor and the instructor's connections do not count in its total.
+$node->safe_psql('postgres', q{
+	CREATE ROLE instructor LOGIN;
+	GRANT student TO instructor WITH ADMIN OPTION;
+	SELECT connmgr.set_connection_limit('student', per_member => 1, total => 2);
+});
+my @teacher = open_sessions($node, 'instructor', 3);
+pass('the instructor holds 3 connections despite per_member 1 of the class');
+@s = (open_session($node, 'stu1'), open_session($node, 'stu2'));
+is($node->safe_psql('postgres',
+		"SELECT total_connections FROM connmgr.connection_limits WHERE role_name = 'student'"),
+	'2', "the class's total counts the students only");
+close_sessions($node, @teacher, @s);
+$node->safe_psql('postgres', "SELECT connmgr.drop_connection_limit('student')");
 
 # Fail safe: a damaged policy (here a label corrupted by a direct catalog
 # update, bypassing validation) is skipped with a WARNING; the other
@@ -196,6 +215,29 @@ like($view_err, qr/the connection limit policy of role "student" is damaged/,
 $node->safe_psql('postgres',
 	"SELECT connmgr.drop_connection_limit('student'), connmgr.drop_connection_limit('cs101')");
 login_ok('stu2', 'drop_connection_limit removes even a damaged policy');
+
+# connmgr.max_tracked_roles caps the shared counter table: a login that
+# would need more entries is admitted uncounted, with a WARNING.
+$node->append_conf('postgresql.conf', 'connmgr.max_tracked_roles = 100');
+$node->restart;
+$node->safe_psql('postgres', q{
+	CREATE ROLE joiner LOGIN;
+	SELECT format('CREATE ROLE club%s NOLOGIN; GRANT club%s TO joiner', i, i)
+	  FROM generate_series(1, 120) i
+	\gexec
+	SELECT connmgr.set_connection_limit('joiner', per_member => 5);
+});
+$offset = -s $node->logfile;
+login_ok('joiner', 'a login needing more counter entries than the cap is admitted');
+ok( $node->log_contains(
+		qr/WARNING:  53400: could not count a connection of role "joiner"/, $offset),
+	'uncounted, with a WARNING that names the role');
+@s = open_sessions($node, 'stu1', 1);
+$node->safe_psql('postgres', "SELECT connmgr.set_connection_limit('stu1', per_member => 1)");
+is($node->safe_psql('postgres',
+		"SELECT total_connections FROM connmgr.connection_limits WHERE role_name = 'stu1'"),
+	'1', 'a login within the cap is counted, even from before its policy existed');
+close_sessions($node, @s);
 
 $node->stop;
 done_testing();

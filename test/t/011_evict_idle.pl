@@ -51,15 +51,27 @@ ok( $node->log_contains(
 		$offset),
 	'the eviction is logged');
 
-# Now: one busy session, plus one that is idle but not for long enough.
+sub set_min_idle
+{
+	my ($value) = @_;
+	$node->safe_psql('postgres', "ALTER SYSTEM SET connmgr.evict_min_idle = '$value'");
+	$node->reload;
+	$node->poll_query_until('postgres', 'SHOW connmgr.evict_min_idle', $value)
+	  or die "connmgr.evict_min_idle did not become $value";
+}
+
+# Now: one busy session, plus one that has not been idle long enough (an
+# hour here, so that a slow machine cannot make it old enough).
+set_min_idle('1h');
 my $fresh = open_session($node, 'stu1', app => 'fresh');
 $node->connect_fails('dbname=postgres user=stu1',
 	'no session idle long enough: the login is refused',
-	expected_stderr => qr/DETAIL:  Role "stu1" has 2 connections; the limit for members of "student" is 2\. No connection of role "stu1" has been idle for 1000 ms or more, so none was evicted\./);
+	expected_stderr => qr/DETAIL:  Role "stu1" has 2 connections; the limit for members of "student" is 2\. No connection of role "stu1" has been idle for 3600000 ms or more, so none was evicted\./);
 ok(backend_alive($node, $fresh->{pid}) && backend_alive($node, $busy->{pid}),
 	'both sessions survive the refused login');
 
 # Idle inside a transaction is not idle: never evicted.
+set_min_idle('1s');
 $fresh->query_safe('BEGIN');
 wait_idle($fresh);
 is($node->safe_psql('postgres', "SELECT state FROM pg_stat_activity WHERE pid = $fresh->{pid}"),

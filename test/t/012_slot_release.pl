@@ -20,6 +20,7 @@ $node->safe_psql('postgres', q{
 sub full_limit_usable
 {
 	my ($after) = @_;
+	wait_for_count($node, 'stu1', 0);
 	my @s = open_sessions($node, 'stu1', 2);
 	$node->connect_fails('dbname=postgres user=stu1',
 		"after $after: a third login is refused",
