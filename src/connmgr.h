@@ -74,7 +74,6 @@ typedef struct ConnmgrPolicy
 
 extern const char *connmgr_on_limit_name(ConnmgrOnLimit on_limit);
 extern bool connmgr_on_limit_from_name(const char *name, ConnmgrOnLimit *on_limit);
-extern char *connmgr_format_policy(const ConnmgrPolicy *policy);
 typedef enum ConnmgrPolicyStatus
 {
 	POLICY_NONE,
@@ -82,7 +81,6 @@ typedef enum ConnmgrPolicyStatus
 	POLICY_INVALID				/* a damaged label */
 } ConnmgrPolicyStatus;
 
-extern const char *connmgr_policy_problem(const char *label, ConnmgrPolicy *policy);
 extern bool connmgr_has_policy(Oid roleid);
 extern ConnmgrPolicyStatus connmgr_lookup_policy(Oid roleid, ConnmgrPolicy *policy,
 												 const char **problem);

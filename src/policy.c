@@ -64,8 +64,8 @@ connmgr_on_limit_from_name(const char *name, ConnmgrOnLimit *on_limit)
 	return false;
 }
 
-char *
-connmgr_format_policy(const ConnmgrPolicy *policy)
+static char *
+format_policy(const ConnmgrPolicy *policy)
 {
 	StringInfoData buf;
 
@@ -101,8 +101,8 @@ parse_limit(const char *value)
  * Parse a label into *policy.  Returns NULL for a well-formed policy, else
  * a sentence saying what is wrong.  Never raises an error.
  */
-const char *
-connmgr_policy_problem(const char *label, ConnmgrPolicy *policy)
+static const char *
+policy_problem(const char *label, ConnmgrPolicy *policy)
 {
 	char	   *copy = pstrdup(label);
 	char	   *saveptr = NULL;
@@ -149,7 +149,7 @@ connmgr_policy_problem(const char *label, ConnmgrPolicy *policy)
 static void
 parse_policy_or_error(const char *label, ConnmgrPolicy *policy)
 {
-	const char *problem = connmgr_policy_problem(label, policy);
+	const char *problem = policy_problem(label, policy);
 
 	if (problem != NULL)
 		ereport(ERROR,
@@ -225,7 +225,7 @@ connmgr_lookup_policy(Oid roleid, ConnmgrPolicy *policy, const char **problem)
 
 	if (label == NULL)
 		return POLICY_NONE;
-	*problem = connmgr_policy_problem(label, policy);
+	*problem = policy_problem(label, policy);
 	return *problem ? POLICY_INVALID : POLICY_VALID;
 }
 
@@ -258,7 +258,7 @@ connmgr_write_policy(Oid roleid, const ConnmgrPolicy *policy)
 
 	ObjectAddressSet(address, AuthIdRelationId, roleid);
 	SetSecurityLabel(&address, CONNMGR_LABEL_PROVIDER,
-					 policy ? connmgr_format_policy(policy) : NULL);
+					 policy ? format_policy(policy) : NULL);
 }
 
 /*

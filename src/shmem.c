@@ -4,8 +4,9 @@
  *
  * For every role with at least one counted connection, a hash entry holds
  *	- own:   the connections logged in as that role, and
- *	- total: the connections of that role and of every role that inherits
- *	         from it, as the membership stood when each connection logged in.
+ *	- total: the connections of that role and of its members (as limits.c
+ *	         follows memberships), as they stood when each connection
+ *	         logged in.
  * Superusers' and replication connections are not counted.  Each backend
  * remembers locally which entries it charged and gives them back from a
  * before_shmem_exit callback, so every exit path (normal disconnect, FATAL
