@@ -161,8 +161,13 @@ check_kill_target(int pid, PgBackendStatus *be)
 				 errhint("Use pg_terminate_backend(pg_backend_pid()) if you really mean it.")));
 		return false;
 	}
+	/*
+	 * System processes (no role) are visible to all, as in pg_stat_activity;
+	 * a client still logging in (no role yet, PostgreSQL 18) is not.
+	 */
 	if (be == NULL ||
-		(OidIsValid(be->st_userid) && !connmgr_may_see(caller, be->st_userid)))
+		((OidIsValid(be->st_userid) || connmgr_is_client_connection(be)) &&
+		 !connmgr_may_see(caller, be->st_userid)))
 	{
 		ereport(WARNING,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
