@@ -65,6 +65,17 @@ SELECT connmgr.set_connection_limit('pg_monitor', 0);
 SECURITY LABEL FOR connmgr ON ROLE pg_monitor IS 'per_member=0,on_limit=reject';
 RESET ROLE;
 SELECT count(*) FROM pg_seclabels WHERE provider = 'connmgr' AND objname = 'pg_monitor';
+-- Replication roles, like superusers, are for superusers (PostgreSQL 15),
+-- and reserved roles for nobody, as with ALTER ROLE.
+CREATE ROLE regress_repl LOGIN REPLICATION;
+SET ROLE regress_creator;
+SELECT connmgr.set_connection_limit('regress_repl', 1);
+SECURITY LABEL FOR connmgr ON ROLE regress_repl IS 'per_member=0,on_limit=reject';
+RESET ROLE;
+DROP ROLE regress_repl;
+\set VERBOSITY default
+SELECT connmgr.set_connection_limit('pg_monitor', 1);
+\set VERBOSITY sqlstate
 
 -- Who may see them: not an unrelated role; a member of the group does.
 SET ROLE regress_plain;

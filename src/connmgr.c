@@ -3,8 +3,9 @@
  *		Module entry point: _PG_init, the GUCs, and the preload check.
  *
  * connmgr must be listed in shared_preload_libraries: it hooks into client
- * authentication, keeps counters in shared memory and registers a security
- * label provider, all of which only the postmaster can set up.  Loaded any other way, _PG_init does
+ * authentication of every backend and keeps counters in shared memory,
+ * which only the postmaster can set up; its security label provider must
+ * be known to every backend too.  Loaded any other way, _PG_init does
  * nothing and every SQL-callable function refuses to run with a hint that
  * says how to fix the configuration.
  */

@@ -51,6 +51,7 @@ extern void connmgr_refresh_backends(void);
 extern bool connmgr_may_terminate(Oid caller, Oid target, bool walsender);
 extern bool connmgr_may_see(Oid caller, Oid target);
 extern bool connmgr_may_manage_policy(Oid caller, Oid target);
+extern void connmgr_check_may_manage_policy(Oid target, const char *name);
 
 #define ROLES_ALL		0		/* every membership grant */
 #define ROLES_INHERITED	0x01	/* only grants that pass on privileges */

@@ -69,7 +69,7 @@ add_check(LoginLimits *limits, Oid roleid, bool own, int limit,
 	limits->checks[i].roleid = roleid;
 	limits->checks[i].own = own;
 	limits->checks[i].limit = limit;
-	limits->checks[i].blocking = connmgr_enabled && action != ON_LIMIT_LOG;
+	limits->checks[i].blocking = action != ON_LIMIT_LOG;
 	limits->sources[i] = source;
 	limits->actions[i] = action;
 }
@@ -86,7 +86,7 @@ usable_policy(Oid role, ConnmgrPolicy *policy)
 			return true;
 		case POLICY_INVALID:
 			ereport(WARNING,
-					(errcode(ERRCODE_DATA_CORRUPTED),
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("ignoring the damaged connection limit policy of role \"%s\"",
 							role_name(role)),
 					 errdetail("%s", problem),
@@ -198,8 +198,7 @@ warn_log_only(const LoginLimits *limits)
 {
 	for (int i = 0; i < limits->nchecks; i++)
 	{
-		if (!limits->checks[i].reached || limits->checks[i].blocking ||
-			!connmgr_enabled)
+		if (!limits->checks[i].reached || limits->checks[i].blocking)
 			continue;
 		ereport(WARNING,
 				(errcode(ERRCODE_TOO_MANY_CONNECTIONS),
@@ -259,12 +258,6 @@ login_can_proceed(Oid user, const char *database)
 	return db_ok;
 }
 
-static bool
-already_tried(List *tried, int pid)
-{
-	return list_member_int(tried, pid);
-}
-
 /*
  * The user's client connection that has been idle longest, for at least
  * connmgr.evict_min_idle, and is not in tried.  Connections busy in a query
@@ -285,7 +278,7 @@ choose_victim(Oid user, List *tried, ConnmgrTarget *victim)
 
 		if (be == NULL || be->st_userid != user ||
 			be->st_backendType != B_BACKEND || be->st_state != STATE_IDLE ||
-			already_tried(tried, be->st_procpid) ||
+			list_member_int(tried, be->st_procpid) ||
 			!TimestampDifferenceExceeds(be->st_state_start_timestamp, now,
 										connmgr_evict_min_idle_ms))
 			continue;
@@ -326,10 +319,10 @@ evict(const LoginLimits *limits, const ConnmgrTarget *victim, int timeout_ms)
 
 /*
  * Evict idle connections of the user, longest-idle first, until the login
- * can be counted, there is no candidate left, or connmgr.terminate_timeout
- * has passed (each candidate gets at least one try).  A concurrent login
- * may take the slot an eviction freed, or pick the same victim: then the
- * next candidate is tried.
+ * can be counted, there is no candidate left, a limit whose policy says
+ * reject is reached, or connmgr.terminate_timeout has passed.  A
+ * concurrent login may take the slot an eviction freed, or pick the same
+ * victim: then the next candidate is tried.
  */
 static ConnmgrClaimResult
 evict_until_admitted(LoginLimits *limits, bool *found_candidate)
@@ -344,15 +337,16 @@ evict_until_admitted(LoginLimits *limits, bool *found_candidate)
 	while (choose_victim(limits->user, tried, &victim))
 	{
 		TimestampTz now = GetCurrentTimestamp();
-		int			remaining_ms = now < deadline ? (int) ((deadline - now) / 1000) : 0;
 
 		*found_candidate = true;
+		if (now >= deadline)
+			break;				/* no time to wait for a victim: spare it */
 		tried = lappend_int(tried, victim.pid);
-		evict(limits, &victim, remaining_ms);
+		evict(limits, &victim, (int) ((deadline - now) / 1000));
 		result = connmgr_claim(limits->user, limits->roles, limits->nroles,
 							   limits->checks, limits->nchecks);
-		if (result != CLAIM_BLOCKED || GetCurrentTimestamp() >= deadline)
-			break;
+		if (result != CLAIM_BLOCKED || must_reject(limits))
+			break;				/* admitted, or a reject policy now decides */
 	}
 	return result;
 }

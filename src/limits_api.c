@@ -53,15 +53,7 @@ managed_role_arg(FunctionCallInfo fcinfo, int argno, const char *cmdname)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("role \"%s\" does not exist", name)));
-	if (!connmgr_may_manage_policy(GetUserId(), role))
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("permission denied to change the connection limit of role \"%s\"", name),
-#if PG_VERSION_NUM >= 160000
-				 errdetail("Only roles with the CREATEROLE attribute and ADMIN OPTION on role \"%s\" may change its connection limit; for superuser and reserved roles, only superusers.", name)));
-#else
-				 errdetail("Only roles with the CREATEROLE attribute may change connection limits; for superuser and reserved roles, only superusers.")));
-#endif
+	connmgr_check_may_manage_policy(role, name);
 	return role;
 }
 
@@ -87,17 +79,22 @@ connmgr_set_connection_limit(PG_FUNCTION_ARGS)
 {
 	Oid			role;
 	ConnmgrPolicy policy;
+	char	   *on_limit;
 
 	connmgr_require_preload();
 	role = managed_role_arg(fcinfo, 0, "connmgr.set_connection_limit()");
 	policy.per_member = limit_arg(fcinfo, 1, "per_member");
 	policy.total = limit_arg(fcinfo, 2, "total");
-	if (PG_ARGISNULL(3) ||
-		!connmgr_on_limit_from_name(text_to_cstring(PG_GETARG_TEXT_PP(3)),
-									&policy.on_limit))
+	if (PG_ARGISNULL(3))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("on_limit must not be null"),
+				 errhint("Use 'reject', 'evict_idle' or 'log'.")));
+	on_limit = text_to_cstring(PG_GETARG_TEXT_PP(3));
+	if (!connmgr_on_limit_from_name(on_limit, &policy.on_limit))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid on_limit value"),
+				 errmsg("invalid value for parameter \"on_limit\": \"%s\"", on_limit),
 				 errhint("Use 'reject', 'evict_idle' or 'log'.")));
 	if (policy.per_member < 0 && policy.total < 0)
 		ereport(ERROR,
@@ -206,7 +203,7 @@ connmgr_connection_limit_rows(PG_FUNCTION_ARGS)
 		if (connmgr_lookup_policy(role, &policy, &problem) != POLICY_VALID)
 		{
 			ereport(WARNING,
-					(errcode(ERRCODE_DATA_CORRUPTED),
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("the connection limit policy of role \"%s\" is damaged", name),
 					 errdetail("%s", problem),
 					 errhint("Replace it with connmgr.set_connection_limit() or remove it with connmgr.drop_connection_limit().")));

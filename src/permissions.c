@@ -21,7 +21,8 @@
  *	  and members of pg_read_all_stats.
  *
  * Changing a role's policy takes what PostgreSQL requires to ALTER the
- * role: superuser for superuser and reserved pg_* roles; otherwise
+ * role: nobody may for the reserved pg_* roles; superuser for superuser
+ * roles (and, before PostgreSQL 16, for replication roles); otherwise
  * CREATEROLE, plus ADMIN OPTION on the role from PostgreSQL 16 on.
  */
 #include "postgres.h"
@@ -32,6 +33,7 @@
 #include "catalog/pg_authid.h"
 #include "utils/acl.h"
 #include "utils/catcache.h"
+#include "miscadmin.h"
 #include "utils/syscache.h"
 
 #include "connmgr.h"
@@ -191,11 +193,47 @@ connmgr_may_see(Oid caller, Oid target)
 bool
 connmgr_may_manage_policy(Oid caller, Oid target)
 {
-	if (superuser_arg(target) || IsReservedName(GetUserNameFromId(target, false)))
-		return superuser_arg(caller);
+	HeapTuple	tuple = SearchSysCache1(AUTHOID, ObjectIdGetDatum(target));
+	Form_pg_authid role;
+	bool		result;
+
+	if (!HeapTupleIsValid(tuple))
+		return false;
+	role = (Form_pg_authid) GETSTRUCT(tuple);
+	if (IsReservedName(NameStr(role->rolname)))
+		result = false;
+	else if (role->rolsuper)
+		result = superuser_arg(caller);
 #if PG_VERSION_NUM >= 160000
-	return has_createrole_privilege(caller) && is_admin_of_role(caller, target);
+	else
+		result = has_createrole_privilege(caller) && is_admin_of_role(caller, target);
 #else
-	return has_createrole_privilege(caller);
+	else if (role->rolreplication)
+		result = superuser_arg(caller);
+	else
+		result = has_createrole_privilege(caller);
+#endif
+	ReleaseSysCache(tuple);
+	return result;
+}
+
+/* Raise the error that says why the current user may not change it. */
+void
+connmgr_check_may_manage_policy(Oid target, const char *name)
+{
+	if (IsReservedName(name))
+		ereport(ERROR,
+				(errcode(ERRCODE_RESERVED_NAME),
+				 errmsg("role \"%s\" is reserved", name),
+				 errdetail("Connection limits cannot be set on reserved roles, "
+						   "just as reserved roles cannot be altered.")));
+	if (!connmgr_may_manage_policy(GetUserId(), target))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to change the connection limit of role \"%s\"", name),
+#if PG_VERSION_NUM >= 160000
+				 errdetail("Only roles with the CREATEROLE attribute and ADMIN OPTION on role \"%s\" may change its connection limit; for superuser roles, only superusers.", name)));
+#else
+				 errdetail("Only roles with the CREATEROLE attribute may change connection limits; for superuser and replication roles, only superusers.")));
 #endif
 }

@@ -107,42 +107,47 @@ policy_problem(const char *label, ConnmgrPolicy *policy)
 	char	   *copy = pstrdup(label);
 	char	   *saveptr = NULL;
 	bool		seen_on_limit = false;
+	const char *problem = NULL;
 
 	policy->per_member = -1;
 	policy->total = -1;
 	policy->on_limit = ON_LIMIT_REJECT;
 
-	for (char *item = strtok_r(copy, ",", &saveptr); item != NULL;
+	for (char *item = strtok_r(copy, ",", &saveptr);
+		 item != NULL && problem == NULL;
 		 item = strtok_r(NULL, ",", &saveptr))
 	{
 		char	   *value = strchr(item, '=');
 
 		if (value == NULL)
-			return "Each item must have the form key=value.";
+		{
+			problem = "Each item must have the form key=value.";
+			break;
+		}
 		*value++ = '\0';
 		if (strcmp(item, "per_member") == 0 && policy->per_member < 0)
 		{
 			if ((policy->per_member = parse_limit(value)) < 0)
-				return "per_member must be a non-negative integer.";
+				problem = "per_member must be a non-negative integer.";
 		}
 		else if (strcmp(item, "total") == 0 && policy->total < 0)
 		{
 			if ((policy->total = parse_limit(value)) < 0)
-				return "total must be a non-negative integer.";
+				problem = "total must be a non-negative integer.";
 		}
 		else if (strcmp(item, "on_limit") == 0 && !seen_on_limit)
 		{
 			if (!connmgr_on_limit_from_name(value, &policy->on_limit))
-				return "on_limit must be reject, evict_idle or log.";
+				problem = "on_limit must be reject, evict_idle or log.";
 			seen_on_limit = true;
 		}
 		else
-			return "Only per_member, total and on_limit are allowed, each at most once.";
+			problem = "Only per_member, total and on_limit are allowed, each at most once.";
 	}
 	pfree(copy);
-	if (policy->per_member < 0 && policy->total < 0)
-		return "At least one of per_member and total must be given.";
-	return NULL;
+	if (problem == NULL && policy->per_member < 0 && policy->total < 0)
+		problem = "At least one of per_member and total must be given.";
+	return problem;
 }
 
 /* Parse a label; raises an error for anything but a well-formed policy. */
@@ -265,7 +270,8 @@ connmgr_write_policy(Oid roleid, const ConnmgrPolicy *policy)
  * Label provider hook: SECURITY LABEL FOR connmgr (as pg_dumpall writes it)
  * accepts only well-formed policies, only on roles, and only from those who
  * may change the role's policy with set_connection_limit (PostgreSQL's own
- * check lets CREATEROLE roles label the reserved pg_* roles too).
+ * check for labels is looser: it lets CREATEROLE roles label reserved and
+ * replication roles).
  */
 static void
 check_policy_label(const ObjectAddress *object, const char *label)
@@ -274,11 +280,8 @@ check_policy_label(const ObjectAddress *object, const char *label)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("connmgr security labels can only be set on roles")));
-	if (!connmgr_may_manage_policy(GetUserId(), object->objectId))
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("permission denied to change the connection limit of role \"%s\"",
-						GetUserNameFromId(object->objectId, false))));
+	connmgr_check_may_manage_policy(object->objectId,
+									GetUserNameFromId(object->objectId, false));
 	if (label != NULL)
 	{
 		ConnmgrPolicy policy;

@@ -3,7 +3,7 @@
  *		Plumbing for the set-returning SQL functions: a materialized result.
  *
  * Written out here rather than using InitMaterializedSRF(), which only
- * exists from PostgreSQL 15 on (and was renamed in 16).
+ * exists from PostgreSQL 15 on; connmgr also builds on 13 and 14.
  */
 #include "postgres.h"
 

@@ -67,7 +67,10 @@ open_idle alice pgAdmin
 open_idle alice pgAdmin
 open_idle alice pgAdmin
 open_idle bob psql
-sleep 1
+for _ in $(seq 100); do
+	[ "$(psql_as postgres -Atc "SELECT count(*) FROM pg_stat_activity WHERE usename IN ('alice', 'bob')")" = 4 ] && break
+	sleep 0.1
+done
 
 if [ $demo -eq 0 ] && [ -t 0 ] && [ -t 1 ]; then
 	cat <<'EOF2'

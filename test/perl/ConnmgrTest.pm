@@ -86,8 +86,8 @@ sub backend_alive
 		"SELECT count(*) FROM pg_stat_activity WHERE pid = $pid") eq '1';
 }
 
-# Run $sql as $user in a new session with verbose messages (SQLSTATEs in
-# stderr); returns (exit code, stdout, stderr).
+# Run $sql as $user (undef: the cluster's superuser) in a new session with
+# verbose messages (SQLSTATEs in stderr); returns (exit code, stdout, stderr).
 sub sql_as
 {
 	my ($node, $user, $sql, $db) = @_;
@@ -96,7 +96,8 @@ sub sql_as
 		$db // 'postgres', $sql,
 		stdout => \$stdout,
 		stderr => \$stderr,
-		extra_params => [ '-U', $user, '-v', 'VERBOSITY=verbose' ]);
+		extra_params =>
+		  [ (defined $user ? ('-U', $user) : ()), '-v', 'VERBOSITY=verbose' ]);
 	return ($ret, $stdout, $stderr);
 }
 

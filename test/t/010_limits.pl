@@ -148,6 +148,7 @@ close_sessions($node, @s);
 
 # connmgr.enabled = off (reload, no restart) stops enforcement.
 set_limit("'stu1', per_member => 1");
+wait_for_count($node, 'stu1', 0);
 @s = open_sessions($node, 'stu1', 1);
 $node->safe_psql('postgres', 'ALTER SYSTEM SET connmgr.enabled = off');
 $node->reload;
@@ -201,7 +202,7 @@ $node->safe_psql('postgres', q{
 $offset = -s $node->logfile;
 login_ok('stu1', 'a damaged policy does not lock members out');
 ok( $node->log_contains(
-		qr/WARNING:  XX001: ignoring the damaged connection limit policy of role "student"\n.*DETAIL:  per_member must be a non-negative integer\./,
+		qr/WARNING:  22023: ignoring the damaged connection limit policy of role "student"\n.*DETAIL:  per_member must be a non-negative integer\./,
 		$offset),
 	'and the damage is logged');
 login_refused('stu2', 'Role "cs101" and its members have 0 connections; the limit is 0.',

@@ -50,6 +50,7 @@ ok( $node->log_contains(
 		qr/evicting idle connection $idle->{pid} of role "stu1" to admit a new login/,
 		$offset),
 	'the eviction is logged');
+wait_for_count($node, 'student', 1);
 
 sub set_min_idle
 {
@@ -85,6 +86,7 @@ ok(backend_alive($node, $fresh->{pid}), 'the transaction survives');
 $fresh->query_safe('COMMIT');
 wait_idle($fresh);
 $node->connect_ok('dbname=postgres user=stu1', 'admitted after evicting the now-idle session');
+wait_for_count($node, 'student', 1);
 ok(!backend_alive($node, $fresh->{pid}), 'the formerly fresh session was evicted');
 ok(backend_alive($node, $busy->{pid}), 'the busy session still runs');
 
@@ -96,9 +98,21 @@ $node->connect_fails('dbname=no_such_db user=stu1',
 	expected_stderr => qr/too many connections for role "stu1"/);
 ok(backend_alive($node, $stray->{pid}), 'and evicts nobody for it');
 
+# With no time to wait for a victim (connmgr.terminate_timeout = 0), nobody
+# is evicted for nothing: the login is refused and the idle session stays.
+$node->safe_psql('postgres', 'ALTER SYSTEM SET connmgr.terminate_timeout = 0');
+$node->reload;
+$node->poll_query_until('postgres', 'SHOW connmgr.terminate_timeout', '0')
+  or die 'connmgr.terminate_timeout did not become 0';
+$node->connect_fails('dbname=postgres user=stu1',
+	'with terminate_timeout 0 the login is refused',
+	expected_stderr => qr/too many connections for role "stu1"/);
+ok(backend_alive($node, $stray->{pid}), 'and the idle session is not terminated');
+$node->safe_psql('postgres', 'ALTER SYSTEM RESET connmgr.terminate_timeout');
+$node->reload;
+
 $node->safe_psql('postgres', "SELECT pg_cancel_backend($busy->{pid})");
-$busy->quit;
-close_sessions($node, $stray);
+close_sessions($node, $busy, $stray);
 
 # Two logins at the limit at the same moment, two idle sessions: each
 # login evicts one and both are admitted (if both picked the same victim,

@@ -51,7 +51,7 @@ $standby->connect_fails('dbname=postgres user=stu1',
 	'the standby enforces it',
 	expected_stderr => qr/Role "stu1" has 1 connection; the limit for members of "student" is 1\./);
 $s->quit;
-my ($ret, $out, $err) = sql_as($standby, 'postgres',
+my ($ret, $out, $err) = sql_as($standby, undef,
 	"SELECT connmgr.set_connection_limit('student', per_member => 3)");
 like($err, qr/25006: cannot execute connmgr.set_connection_limit\(\) during recovery/,
 	'policies cannot be changed on the standby');
