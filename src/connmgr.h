@@ -85,7 +85,14 @@ typedef enum ConnmgrPolicyStatus
 extern bool connmgr_has_policy(Oid roleid);
 extern ConnmgrPolicyStatus connmgr_lookup_policy(Oid roleid, ConnmgrPolicy *policy,
 												 const char **problem);
-extern List *connmgr_roles_with_policies(void);
+typedef struct ConnmgrRolePolicy
+{
+	Oid			roleid;
+	ConnmgrPolicy policy;		/* valid when problem is NULL */
+	const char *problem;		/* why the label is damaged, or NULL */
+} ConnmgrRolePolicy;
+
+extern List *connmgr_all_policies(void);
 extern void connmgr_write_policy(Oid roleid, const ConnmgrPolicy *policy);
 extern void connmgr_register_label_provider(void);
 

@@ -189,34 +189,34 @@ connmgr_connection_limit_rows(PG_FUNCTION_ARGS)
 	ncounters = connmgr_counter_snapshot(counters);
 	roles = counted_roles(counters, ncounters, &nroles);
 
-	foreach(lc, connmgr_roles_with_policies())
+	foreach(lc, connmgr_all_policies())
 	{
-		Oid			role = lfirst_oid(lc);
+		ConnmgrRolePolicy *entry = lfirst(lc);
+		Oid			role = entry->roleid;
+		const ConnmgrPolicy *policy = &entry->policy;
 		char	   *name = GetUserNameFromId(role, true);
-		ConnmgrPolicy policy;
-		const char *problem;
 		Datum		values[6];
 		bool		nulls[6] = {false};
 
 		if (name == NULL || !may_see_policy(GetUserId(), role))
 			continue;
-		if (connmgr_lookup_policy(role, &policy, &problem) != POLICY_VALID)
+		if (entry->problem != NULL)
 		{
 			ereport(WARNING,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("the connection limit policy of role \"%s\" is damaged", name),
-					 errdetail("%s", problem),
+					 errdetail("%s", entry->problem),
 					 errhint("Replace it with connmgr.set_connection_limit() or remove it with connmgr.drop_connection_limit().")));
 			continue;
 		}
 		values[0] = DirectFunctionCall1(namein, CStringGetDatum(name));
-		values[1] = Int32GetDatum(policy.per_member);
-		nulls[1] = policy.per_member < 0;
+		values[1] = Int32GetDatum(policy->per_member);
+		nulls[1] = policy->per_member < 0;
 		values[2] = Int32GetDatum(max_member_connections(role, roles, nroles));
-		values[3] = Int32GetDatum(policy.total);
-		nulls[3] = policy.total < 0;
+		values[3] = Int32GetDatum(policy->total);
+		nulls[3] = policy->total < 0;
 		values[4] = Int32GetDatum(total_connections(role, counters, ncounters));
-		values[5] = CStringGetTextDatum(connmgr_on_limit_name(policy.on_limit));
+		values[5] = CStringGetTextDatum(connmgr_on_limit_name(policy->on_limit));
 		tuplestore_putvalues(store, tupdesc, values, nulls);
 	}
 	return (Datum) 0;

@@ -130,12 +130,12 @@ has_group_admin_grant(Oid member)
 }
 
 /*
- * Is role an administrator rather than a managed member: CREATEROLE, the
- * privileges of pg_signal_backend, or ADMIN OPTION on a group, held
- * directly or through a group?
+ * Is role, a member of groups, an administrator rather than a managed
+ * member: CREATEROLE, the privileges of pg_signal_backend, or ADMIN OPTION
+ * on a group, held directly or through one of its groups?
  */
 static bool
-is_administrator(Oid role)
+is_administrator(Oid role, List *groups)
 {
 	ListCell   *lc;
 
@@ -143,7 +143,7 @@ is_administrator(Oid role)
 		has_privs_of_role(role, ROLE_PG_SIGNAL_BACKEND) ||
 		has_group_admin_grant(role))
 		return true;
-	foreach(lc, connmgr_roles_containing(role, ROLES_ALL))
+	foreach(lc, groups)
 	{
 		if (has_group_admin_grant(lfirst_oid(lc)))
 			return true;
@@ -155,11 +155,12 @@ is_administrator(Oid role)
 static bool
 instructs(Oid caller, Oid target)
 {
+	List	   *groups = connmgr_roles_containing(target, ROLES_ALL);
 	ListCell   *lc;
 
-	if (is_administrator(target))
+	if (is_administrator(target, groups))
 		return false;
-	foreach(lc, connmgr_roles_containing(target, ROLES_ALL))
+	foreach(lc, groups)
 	{
 		Oid			group = lfirst_oid(lc);
 

@@ -234,25 +234,39 @@ connmgr_lookup_policy(Oid roleid, ConnmgrPolicy *policy, const char **problem)
 	return *problem ? POLICY_INVALID : POLICY_VALID;
 }
 
-/* Every role that has a policy, in no particular order. */
+/*
+ * Every policy, in no particular order, read in one scan: a list of
+ * palloc'd ConnmgrRolePolicy, each parsed as connmgr_lookup_policy() does.
+ */
 List *
-connmgr_roles_with_policies(void)
+connmgr_all_policies(void)
 {
 	Relation	rel;
 	ScanKeyData keys[2];
 	SysScanDesc scan;
 	HeapTuple	tuple;
-	List	   *roles = NIL;
+	List	   *policies = NIL;
 
 	init_role_label_keys(keys, 0);
 
 	rel = table_open(SharedSecLabelRelationId, AccessShareLock);
 	scan = systable_beginscan(rel, InvalidOid, false, NULL, 2, keys);
 	while (HeapTupleIsValid(tuple = systable_getnext(scan)))
-		roles = lappend_oid(roles, ((Form_pg_shseclabel) GETSTRUCT(tuple))->objoid);
+	{
+		ConnmgrRolePolicy *entry = palloc(sizeof(ConnmgrRolePolicy));
+		bool		isnull;
+		Datum		label = heap_getattr(tuple, Anum_pg_shseclabel_label,
+										 RelationGetDescr(rel), &isnull);
+
+		if (isnull)
+			continue;
+		entry->roleid = ((Form_pg_shseclabel) GETSTRUCT(tuple))->objoid;
+		entry->problem = policy_problem(TextDatumGetCString(label), &entry->policy);
+		policies = lappend(policies, entry);
+	}
 	systable_endscan(scan);
 	table_close(rel, AccessShareLock);
-	return roles;
+	return policies;
 }
 
 /* Store (or with NULL, remove) the policy of roleid. */
