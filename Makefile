@@ -14,7 +14,8 @@ OBJS = \
 	src/policy.o \
 	src/limits.o \
 	src/auth_hook.o \
-	src/limits_api.o
+	src/limits_api.o \
+	src/names.o
 
 EXTENSION = connmgr
 DATA = connmgr--1.0.sql
@@ -37,7 +38,7 @@ PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
 # every object depends on the shared header
-$(OBJS): src/connmgr.h
+$(OBJS): src/connmgr.h src/compat.h
 
 # after the include: Makefile.global sets PROVE_FLAGS itself
 PROVE_FLAGS = -I $(srcdir)/test/perl

@@ -26,6 +26,9 @@ SELECT connmgr.drop_connection_limit('regress_stu1');
 SELECT role_name FROM connmgr.connection_limits;
 
 -- Bad input: each gets a defined error with its SQLSTATE; nothing changes.
+-- (A role whose name is the first 63 bytes of a longer one: a long name
+-- must be refused, never truncated onto this role.)
+SELECT format('CREATE ROLE %I', repeat('x', 63)) \gexec
 CREATE FUNCTION pg_temp.outcome(call text) RETURNS text LANGUAGE plpgsql AS $$
 BEGIN
     EXECUTE call;
@@ -39,14 +42,20 @@ SELECT call, pg_temp.outcome(call) FROM (VALUES
     ($$SELECT connmgr.set_connection_limit('regress_student', -1)$$),
     ($$SELECT connmgr.set_connection_limit('regress_student', total => -5)$$),
     ($$SELECT connmgr.set_connection_limit('regress_student', 1, on_limit => 'kick')$$),
-    ($$SELECT connmgr.set_connection_limit('regress_student', 1, on_limit => 'REJECT')$$),
+    ($$SELECT connmgr.set_connection_limit('regress_student', 1, on_limit => 'kick ')$$),
     ($$SELECT connmgr.set_connection_limit('regress_student', 1, on_limit => NULL)$$),
     ($$SELECT connmgr.set_connection_limit('regress_student')$$),
     ($$SELECT connmgr.set_connection_limit(repeat('x', 100), 1)$$),
+    ($$SELECT connmgr.set_connection_limit(repeat('x', 63) || 'y', 1)$$),
+    ($$SELECT connmgr.set_connection_limit('', 1)$$),
+    ($$SELECT connmgr.set_connection_limit('""', 1)$$),
+    ($$SELECT connmgr.drop_connection_limit(repeat('x', 100))$$),
     ($$SELECT connmgr.set_connection_limit('x"; DROP ROLE regress_stu1; --', 1)$$),
     ($$SELECT connmgr.drop_connection_limit(NULL)$$),
     ($$SELECT connmgr.drop_connection_limit('regress_nobody')$$)
   ) AS t(call);
+SELECT count(*) AS labels_on_truncated_name FROM pg_seclabels WHERE provider = 'connmgr' AND objname = repeat('x', 63);
+SELECT format('DROP ROLE %I', repeat('x', 63)) \gexec
 -- The hints tell what to do instead.
 \set VERBOSITY default
 SELECT connmgr.set_connection_limit('regress_student', -1);
@@ -100,6 +109,54 @@ CREATE TABLE regress_t (x int);
 SECURITY LABEL FOR connmgr ON TABLE regress_t IS 'total=1,on_limit=reject';
 DROP TABLE regress_t;
 \set VERBOSITY sqlstate
+
+-- A label is at most 256 bytes, so PostgreSQL never stores it out of line
+-- (which the login check could not read): longer ones are refused.
+SELECT 'per_member=5' || repeat(',', 300) AS long_label \gset
+\set VERBOSITY default
+SECURITY LABEL FOR connmgr ON ROLE regress_stu1 IS :'long_label';
+SELECT pg_temp.outcome($$SECURITY LABEL FOR connmgr ON ROLE regress_stu1 IS $$ ||
+                       quote_literal('per_member=5' || repeat(',', 300000)));
+SELECT count(*) FROM pg_seclabels WHERE provider = 'connmgr' AND objname = 'regress_stu1';
+\set VERBOSITY sqlstate
+
+-- Role names are read like SQL identifiers, everywhere in the API: folded
+-- unless double-quoted.  on_limit values are case-insensitive.
+CREATE ROLE "Regress_Mixed" LOGIN;
+SELECT connmgr.set_connection_limit('REGRESS_STU1', 2, on_limit => 'EVICT_IDLE');
+SELECT role_name, per_member, on_limit FROM connmgr.connection_limits
+  WHERE role_name = 'regress_stu1';
+SELECT connmgr.set_connection_limit('"Regress_Mixed"', 1);
+SELECT role_name FROM connmgr.connection_limits WHERE role_name = 'Regress_Mixed';
+\set VERBOSITY default
+SELECT connmgr.set_connection_limit('Regress_Mixed', 1);
+\set VERBOSITY sqlstate
+SELECT connmgr.drop_connection_limit('"Regress_Mixed"');
+DROP ROLE "Regress_Mixed";
+
+-- Replacing a policy says what it was: unspecified limits are removed.
+\set VERBOSITY default
+SELECT connmgr.set_connection_limit('regress_stu1', per_member => 3, total => 60);
+SELECT connmgr.set_connection_limit('regress_stu1', per_member => 3, on_limit => 'evict_idle');
+SELECT connmgr.set_connection_limit('regress_stu1', per_member => 3, on_limit => 'evict_idle');
+SELECT connmgr.drop_connection_limit('regress_stu1');
+
+-- A policy on a superuser is kept (a restore may bring one) but never
+-- applies: a NOTICE says so and the view marks it.
+SELECT connmgr.set_connection_limit('regress_super', 1);
+SECURITY LABEL FOR connmgr ON ROLE regress_super IS 'per_member=2,on_limit=reject';
+\set VERBOSITY sqlstate
+SELECT role_name, per_member, applies FROM connmgr.connection_limits
+  WHERE role_name = 'regress_super';
+
+-- export_policies: every policy as the statement pg_dumpall writes, for
+-- superusers only.
+SELECT connmgr.set_connection_limit('regress_stu1', total => 4, on_limit => 'log');
+SELECT * FROM connmgr.export_policies();
+SET ROLE regress_plain;
+SELECT * FROM connmgr.export_policies();
+RESET ROLE;
+SELECT connmgr.drop_connection_limit('regress_stu1'), connmgr.drop_connection_limit('regress_super');
 
 -- Dropping a role drops its policy with it.
 CREATE ROLE regress_temp;

@@ -4,8 +4,10 @@
  *
  * Chains to the previous hook, then leaves alone what connmgr does not
  * limit: failed authentications, unknown roles (PostgreSQL rejects them
- * next), superusers, and replication connections.  Everything else goes to
- * limits.c, which counts the connection and applies the policies.
+ * next), superusers, and physical replication connections.  Everything
+ * else goes to limits.c, which counts the connection and applies the
+ * policies: client backends, and logical replication connections
+ * (replication=database), which can run ordinary SQL too.
  */
 #include "postgres.h"
 
@@ -26,7 +28,7 @@ connmgr_client_auth(Port *port, int status)
 	if (prev_client_auth_hook)
 		prev_client_auth_hook(port, status);
 
-	if (status != STATUS_OK || am_walsender)
+	if (status != STATUS_OK || (am_walsender && !am_db_walsender))
 		return;
 	user = get_role_oid(port->user_name, true);
 	if (!OidIsValid(user) || superuser_arg(user))

@@ -4,8 +4,7 @@
  *
  * All reads go through the backend status snapshot that pgstat takes once
  * per transaction (no ProcArrayLock).  The entries returned here stay valid
- * until connmgr_refresh_backends() or the end of the transaction.  This
- * file also hides the pgstat API differences between major versions.
+ * until connmgr_refresh_backends() or the end of the transaction.
  */
 #include "postgres.h"
 
@@ -17,6 +16,7 @@
 #include "utils/builtins.h"
 
 #include "connmgr.h"
+#include "compat.h"
 
 int
 connmgr_backend_count(void)
@@ -28,13 +28,8 @@ connmgr_backend_count(void)
 PgBackendStatus *
 connmgr_backend_at(int index)
 {
-	LocalPgBackendStatus *local;
+	LocalPgBackendStatus *local = connmgr_local_beentry(index);
 
-#if PG_VERSION_NUM >= 160000
-	local = pgstat_get_local_beentry_by_index(index);
-#else
-	local = pgstat_fetch_stat_local_beentry(index);
-#endif
 	return local ? &local->backendStatus : NULL;
 }
 
@@ -58,17 +53,13 @@ connmgr_find_backend(int pid)
 
 /*
  * Drop the backend status snapshot so that the next read sees the backends
- * as they are now.  From PostgreSQL 15 on this leaves the transaction's
- * cumulative statistics snapshot alone.
+ * as they are now.  This leaves the transaction's cumulative statistics
+ * snapshot alone.
  */
 void
 connmgr_refresh_backends(void)
 {
-#if PG_VERSION_NUM >= 150000
 	pgstat_clear_backend_activity_snapshot();
-#else
-	pgstat_clear_snapshot();
-#endif
 }
 
 /*

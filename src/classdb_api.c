@@ -15,7 +15,6 @@
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
-#include "parser/scansup.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
@@ -26,45 +25,6 @@
 PG_FUNCTION_INFO_V1(connmgr_list_user_connections);
 PG_FUNCTION_INFO_V1(connmgr_kill_connection);
 PG_FUNCTION_INFO_V1(connmgr_kill_user_connections);
-
-/*
- * Fold a user name the way ClassDB does: a double-quoted name keeps its
- * case (with "" standing for one "), anything else is folded like an
- * unquoted SQL identifier.  Returns InvalidOid for NULL, empty, too long
- * or unknown names: those match no connection.
- */
-static Oid
-role_from_classdb_name(FunctionCallInfo fcinfo, int argno)
-{
-	char	   *name;
-	int			len;
-
-	if (PG_ARGISNULL(argno))
-		return InvalidOid;
-	name = text_to_cstring(PG_GETARG_TEXT_PP(argno));
-	len = strlen(name);
-
-	if (len >= 2 && name[0] == '"' && name[len - 1] == '"')
-	{
-		char	   *out = palloc(len);
-		int			j = 0;
-
-		for (int i = 1; i < len - 1; i++)
-		{
-			out[j++] = name[i];
-			if (name[i] == '"' && name[i + 1] == '"' && i + 1 < len - 1)
-				i++;
-		}
-		out[j] = '\0';
-		name = out;
-	}
-	else
-		name = downcase_identifier(name, len, false, false);
-
-	if (name[0] == '\0' || strlen(name) >= NAMEDATALEN)
-		return InvalidOid;
-	return get_role_oid(name, true);
-}
 
 static int
 compare_by_start_time(const void *a, const void *b)
@@ -123,7 +83,7 @@ connmgr_list_user_connections(PG_FUNCTION_ARGS)
 	connmgr_require_preload();
 	store = connmgr_begin_result_set(fcinfo, &tupdesc);
 	connmgr_refresh_backends();
-	n = visible_processes_of(role_from_classdb_name(fcinfo, 0), true, &conns);
+	n = visible_processes_of(connmgr_classdb_role_arg(fcinfo, 0), true, &conns);
 
 	for (int i = 0; i < n; i++)
 	{
@@ -236,7 +196,7 @@ connmgr_kill_user_connections(PG_FUNCTION_ARGS)
 	connmgr_require_preload();
 	store = connmgr_begin_result_set(fcinfo, &tupdesc);
 	connmgr_refresh_backends();
-	n = visible_processes_of(role_from_classdb_name(fcinfo, 0), false, &procs);
+	n = visible_processes_of(connmgr_classdb_role_arg(fcinfo, 0), false, &procs);
 	pids = palloc(sizeof(int) * Max(n, 1));
 	targets = palloc(sizeof(ConnmgrTarget) * Max(n, 1));
 	allowed = palloc(sizeof(bool) * Max(n, 1));

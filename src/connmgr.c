@@ -77,11 +77,7 @@ define_gucs(void)
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);
 
-#if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("connmgr");
-#else
-	EmitWarningsOnPlaceholders("connmgr");
-#endif
 }
 
 void

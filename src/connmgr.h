@@ -14,18 +14,8 @@
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "nodes/pg_list.h"
-#include "utils/tuplestore.h"
-#if PG_VERSION_NUM >= 140000
 #include "utils/backend_status.h"
-#else
-#include "pgstat.h"
-#endif
-
-/* PostgreSQL 13 names the predefined roles' OIDs differently. */
-#if PG_VERSION_NUM < 140000
-#define ROLE_PG_SIGNAL_BACKEND DEFAULT_ROLE_SIGNAL_BACKENDID
-#define ROLE_PG_READ_ALL_STATS DEFAULT_ROLE_READ_ALL_STATS
-#endif
+#include "utils/tuplestore.h"
 
 /* connmgr.c: module entry point, GUCs */
 extern int	connmgr_terminate_timeout_ms;
@@ -47,11 +37,16 @@ extern Datum connmgr_client_addr_datum(const PgBackendStatus *be, bool *isnull);
 extern const char *connmgr_client_addr_text(const PgBackendStatus *be);
 extern void connmgr_refresh_backends(void);
 
+/* names.c: how the SQL API reads role names */
+extern Oid	connmgr_classdb_role_arg(FunctionCallInfo fcinfo, int argno);
+extern Oid	connmgr_role_arg(FunctionCallInfo fcinfo, int argno, const char **name);
+
 /* permissions.c: who may see, terminate and limit whom; role memberships */
 extern bool connmgr_may_terminate(Oid caller, Oid target, bool walsender);
 extern bool connmgr_may_see(Oid caller, Oid target);
 extern bool connmgr_may_manage_policy(Oid caller, Oid target);
 extern void connmgr_check_may_manage_policy(Oid target, const char *name);
+extern bool connmgr_group_policy_applies(Oid user, Oid group);
 
 #define ROLES_ALL		0		/* every membership grant */
 #define ROLES_INHERITED	0x01	/* only grants that pass on privileges */
@@ -75,6 +70,7 @@ typedef struct ConnmgrPolicy
 
 extern const char *connmgr_on_limit_name(ConnmgrOnLimit on_limit);
 extern bool connmgr_on_limit_from_name(const char *name, ConnmgrOnLimit *on_limit);
+extern char *connmgr_policy_text(const ConnmgrPolicy *policy);
 typedef enum ConnmgrPolicyStatus
 {
 	POLICY_NONE,
@@ -104,11 +100,14 @@ typedef struct ConnmgrCounter
 	int			total;			/* connections of roleid and its members */
 } ConnmgrCounter;
 
+/* One limit a login must pass. */
 typedef struct ConnmgrCheck
 {
 	Oid			roleid;			/* whose counter */
 	bool		own;			/* check 'own' (per member) or 'total' */
 	int			limit;
+	Oid			source;			/* the role whose policy set it */
+	ConnmgrOnLimit action;		/* what that policy does at the limit */
 	bool		blocking;		/* does reaching it refuse the login? */
 	int			current;		/* out: the count seen */
 	bool		reached;		/* out: current >= limit */
@@ -123,7 +122,10 @@ typedef enum ConnmgrClaimResult
 
 extern void connmgr_install_shmem_hooks(void);
 extern ConnmgrClaimResult connmgr_claim(Oid user, const Oid *roles, int nroles,
-										ConnmgrCheck *checks, int nchecks);
+										ConnmgrCheck *checks, int nchecks,
+										int *own_count);
+extern bool connmgr_reserve_victim(int pid, const ConnmgrCheck *checks, int nchecks);
+extern void connmgr_spare_victim(int pid);
 extern int	connmgr_counter_snapshot(ConnmgrCounter *buf);
 
 /* terminate.c: ending connections and waiting until they are gone */
@@ -136,6 +138,8 @@ typedef struct ConnmgrTarget
 
 extern ConnmgrTarget connmgr_target_of(const PgBackendStatus *be);
 extern bool connmgr_same_backend(const PgBackendStatus *be, const ConnmgrTarget *target);
+extern bool connmgr_send_terminate(int pid);
+extern bool connmgr_has_exited(int pid);
 extern void connmgr_signal_and_wait(const int *pids, bool *gone, int n, int timeout_ms);
 extern void connmgr_terminate_connections(const ConnmgrTarget *targets, int ntargets,
 										  bool *gone);

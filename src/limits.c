@@ -2,20 +2,31 @@
  * limits.c
  *		Deciding at login whether a role may connect under the policies of
  *		the role and of its groups, and acting on the answer: admit, refuse,
- *		evict the user's longest-idle connection, or admit and warn.
+ *		evict idle connections of the user, or admit and warn.
  *
  * The authentication hook calls connmgr_enforce_limits() for every
- * successful non-superuser, non-replication login.  All catalog work (the
- * role's groups, their policies) is done first, without any lock of ours;
- * then shmem.c checks every limit and counts the connection under one lock.
+ * successful login of a non-superuser, except physical replication.  All
+ * catalog work (the role's groups, their policies) is done first, without
+ * any lock of ours; then shmem.c checks every limit and counts the
+ * connection under one lock.
  *
- * Precedence: a per_member limit on the login role itself replaces the
- * inherited ones; otherwise the smallest per_member among its groups
- * applies.  Every total limit of the role and of its groups applies.
+ * Precedence: among the policies that enforce (reject, evict_idle), a
+ * per_member limit on the login role itself replaces the inherited ones;
+ * otherwise the smallest per_member among its groups applies.  Every total
+ * of the role and of its groups applies.  A log-only policy never weakens
+ * an enforced limit: each of its limits is a dry-run check of its own that
+ * only logs.  Group policies do not apply to administrators and fellows of
+ * the group's instructors (permissions.c).
  *
  * Groups are followed through grants that pass on privileges, but not
  * through grants WITH ADMIN OPTION: an instructor administers the student
  * group, and is neither limited by it nor counted in its total.
+ *
+ * Eviction ends only connections whose exit frees every limit that blocks
+ * the login (shmem.c knows what each connection was charged for), reserves
+ * each victim for one login, logs each victim once, and gives a victim
+ * that is slow to exit a quarter of connmgr.terminate_timeout before the
+ * next one is tried too.
  *
  * Fail safe: a damaged policy is skipped with a WARNING (the others still
  * apply); if anything else fails, the login is admitted, counted for the
@@ -30,6 +41,9 @@
 #include "access/xact.h"
 #include "catalog/indexing.h"
 #include "catalog/pg_database.h"
+#include "libpq/libpq-be.h"
+#include "pgstat.h"
+#include "storage/latch.h"
 #include "utils/acl.h"
 #include "utils/fmgroids.h"
 #include "utils/memutils.h"
@@ -47,9 +61,8 @@ typedef struct LoginLimits
 	Oid		   *roles;			/* user first, then its inherited groups */
 	int			nroles;
 	ConnmgrCheck *checks;
-	Oid		   *sources;		/* the role whose policy set each check */
-	ConnmgrOnLimit *actions;	/* what each check's policy does at the limit */
 	int			nchecks;
+	int			own_count;		/* the user's connections, as last claimed */
 } LoginLimits;
 
 static char *
@@ -64,14 +77,14 @@ static void
 add_check(LoginLimits *limits, Oid roleid, bool own, int limit,
 		  Oid source, ConnmgrOnLimit action)
 {
-	int			i = limits->nchecks++;
+	ConnmgrCheck *check = &limits->checks[limits->nchecks++];
 
-	limits->checks[i].roleid = roleid;
-	limits->checks[i].own = own;
-	limits->checks[i].limit = limit;
-	limits->checks[i].blocking = action != ON_LIMIT_LOG;
-	limits->sources[i] = source;
-	limits->actions[i] = action;
+	check->roleid = roleid;
+	check->own = own;
+	check->limit = limit;
+	check->source = source;
+	check->action = action;
+	check->blocking = action != ON_LIMIT_LOG;
 }
 
 /* The policy of role, or false (with a WARNING if it is damaged). */
@@ -90,7 +103,7 @@ usable_policy(Oid role, ConnmgrPolicy *policy)
 					 errmsg("ignoring the damaged connection limit policy of role \"%s\"",
 							role_name(role)),
 					 errdetail("%s", problem),
-					 errhint("Replace it with connmgr.set_connection_limit() or remove it with connmgr.drop_connection_limit().")));
+					 errhint("Replace it with connmgr.set_connection_limit() or remove it with SECURITY LABEL FOR connmgr ON ROLE ... IS NULL.")));
 			return false;
 		case POLICY_NONE:
 			break;
@@ -106,13 +119,12 @@ gather_limits(LoginLimits *limits)
 												  ROLES_INHERITED | ROLES_ENROLLED);
 	int			n = list_length(groups) + 1;
 	ConnmgrPolicy policy;
-	ConnmgrPolicy per_member = {-1, -1, ON_LIMIT_REJECT};
+	int			per_member = -1;	/* the enforced one */
 	Oid			per_member_source = InvalidOid;
+	ConnmgrOnLimit per_member_action = ON_LIMIT_REJECT;
 
 	limits->roles = palloc(sizeof(Oid) * n);
-	limits->checks = palloc0(sizeof(ConnmgrCheck) * (n + 1));
-	limits->sources = palloc(sizeof(Oid) * (n + 1));
-	limits->actions = palloc(sizeof(ConnmgrOnLimit) * (n + 1));
+	limits->checks = palloc0(sizeof(ConnmgrCheck) * (2 * n + 1));
 	limits->roles[0] = limits->user;
 	for (int i = 1; i < n; i++)
 		limits->roles[i] = list_nth_oid(groups, i - 1);
@@ -125,71 +137,99 @@ gather_limits(LoginLimits *limits)
 	{
 		Oid			role = limits->roles[i];
 
-		if (!usable_policy(role, &policy))
+		if (!usable_policy(role, &policy) ||
+			(i > 0 && !connmgr_group_policy_applies(limits->user, role)))
 			continue;
 		if (policy.total >= 0)
 			add_check(limits, role, false, policy.total, role, policy.on_limit);
 		if (policy.per_member < 0)
 			continue;
+		if (policy.on_limit == ON_LIMIT_LOG)
+			add_check(limits, limits->user, true, policy.per_member, role,
+					  ON_LIMIT_LOG);
 		/* The role's own per_member wins; else the smallest inherited one. */
-		if (i == 0 || (per_member_source != limits->user &&
-					   (per_member.per_member < 0 ||
-						policy.per_member < per_member.per_member)))
+		else if (i == 0 || (per_member_source != limits->user &&
+							(per_member < 0 || policy.per_member < per_member)))
 		{
-			per_member = policy;
+			per_member = policy.per_member;
 			per_member_source = role;
+			per_member_action = policy.on_limit;
 		}
 	}
-	if (per_member.per_member >= 0)
-		add_check(limits, limits->user, true, per_member.per_member,
-				  per_member_source, per_member.on_limit);
+	if (per_member >= 0)
+		add_check(limits, limits->user, true, per_member, per_member_source,
+				  per_member_action);
 }
 
-static const char *
-connections(int n)
-{
-	return n == 1 ? "connection" : "connections";
-}
-
-/* The facts about one reached limit, as a DETAIL sentence. */
-static char *
-describe_check(const LoginLimits *limits, int i)
-{
-	const ConnmgrCheck *check = &limits->checks[i];
-
-	if (!check->own)
-		return psprintf("Role \"%s\" and its members have %d %s; the limit is %d.",
-						role_name(check->roleid), check->current,
-						connections(check->current), check->limit);
-	if (limits->sources[i] == limits->user)
-		return psprintf("Role \"%s\" has %d %s; its limit is %d.",
-						role_name(check->roleid), check->current,
-						connections(check->current), check->limit);
-	return psprintf("Role \"%s\" has %d %s; the limit for members of \"%s\" is %d.",
-					role_name(check->roleid), check->current,
-					connections(check->current),
-					role_name(limits->sources[i]), check->limit);
-}
-
+/*
+ * The DETAIL of a reached limit: its facts, and for an evict_idle login
+ * that found no connection to evict, that fact too.
+ */
 static int
+errdetail_limit(const LoginLimits *limits, const ConnmgrCheck *check,
+				bool none_evictable)
+{
+	int			n = check->current;
+	const char *user = role_name(limits->user);
+
+	if (!check->own && none_evictable)
+		return errdetail_plural("Role \"%s\" and its members have %d connection; the limit is %d. No connection of role \"%s\" that counts toward it has been idle for %d ms or more, so none was evicted.",
+								"Role \"%s\" and its members have %d connections; the limit is %d. No connection of role \"%s\" that counts toward it has been idle for %d ms or more, so none was evicted.",
+								n, role_name(check->roleid), n, check->limit,
+								user, connmgr_evict_min_idle_ms);
+	if (!check->own)
+		return errdetail_plural("Role \"%s\" and its members have %d connection; the limit is %d.",
+								"Role \"%s\" and its members have %d connections; the limit is %d.",
+								n, role_name(check->roleid), n, check->limit);
+	if (check->source == limits->user && none_evictable)
+		return errdetail_plural("Role \"%s\" has %d connection; its limit is %d. None of them has been idle for %d ms or more, so none was evicted.",
+								"Role \"%s\" has %d connections; its limit is %d. None of them has been idle for %d ms or more, so none was evicted.",
+								n, user, n, check->limit, connmgr_evict_min_idle_ms);
+	if (check->source == limits->user)
+		return errdetail_plural("Role \"%s\" has %d connection; its limit is %d.",
+								"Role \"%s\" has %d connections; its limit is %d.",
+								n, user, n, check->limit);
+	if (none_evictable)
+		return errdetail_plural("Role \"%s\" has %d connection; the limit for members of \"%s\" is %d. None of them has been idle for %d ms or more, so none was evicted.",
+								"Role \"%s\" has %d connections; the limit for members of \"%s\" is %d. None of them has been idle for %d ms or more, so none was evicted.",
+								n, user, n, role_name(check->source), check->limit,
+								connmgr_evict_min_idle_ms);
+	return errdetail_plural("Role \"%s\" has %d connection; the limit for members of \"%s\" is %d.",
+							"Role \"%s\" has %d connections; the limit for members of \"%s\" is %d.",
+							n, user, n, role_name(check->source), check->limit);
+}
+
+/* The HINT of a refusal: what this user can do about it. */
+static int
+errhint_refusal(const LoginLimits *limits, const ConnmgrCheck *check)
+{
+	if (check->limit == 0)
+		return errhint("This limit allows no connections at all. Ask your instructor or database administrator if you need to connect.");
+	if (limits->own_count > 0)
+		return errhint("Close connections you no longer use, or ask your instructor or database administrator to end them.");
+	return errhint("Other members of role \"%s\" are using all of its connections. Try again later, or ask your instructor or database administrator to raise the limit.",
+				   role_name(check->roleid));
+}
+
+static const ConnmgrCheck *
 first_reached(const LoginLimits *limits, bool blocking)
 {
 	for (int i = 0; i < limits->nchecks; i++)
 		if (limits->checks[i].reached && limits->checks[i].blocking == blocking)
-			return i;
-	return -1;
+			return &limits->checks[i];
+	return NULL;
 }
 
 static void
-reject(const LoginLimits *limits, const char *extra_detail)
+reject(const LoginLimits *limits, bool none_evictable)
 {
+	const ConnmgrCheck *check = first_reached(limits, true);
+
 	ereport(FATAL,
 			(errcode(ERRCODE_TOO_MANY_CONNECTIONS),
 			 errmsg("too many connections for role \"%s\"", role_name(limits->user)),
-			 errdetail("%s%s", describe_check(limits, first_reached(limits, true)),
-					   extra_detail),
-			 errhint("Close connections you no longer use, or ask your instructor or "
-					 "database administrator to end them (connmgr.killUserConnections).")));
+			 errdetail_limit(limits, check, none_evictable),
+			 errhint_refusal(limits, check)));
 }
 
 /* Log-only policies whose limit was reached: admitted, with a WARNING. */
@@ -198,13 +238,15 @@ warn_log_only(const LoginLimits *limits)
 {
 	for (int i = 0; i < limits->nchecks; i++)
 	{
-		if (!limits->checks[i].reached || limits->checks[i].blocking)
+		const ConnmgrCheck *check = &limits->checks[i];
+
+		if (!check->reached || check->blocking)
 			continue;
 		ereport(WARNING,
 				(errcode(ERRCODE_TOO_MANY_CONNECTIONS),
-				 errmsg("too many connections for role \"%s\"", role_name(limits->user)),
-				 errdetail("%s The login was admitted because the policy of role \"%s\" only logs (on_limit = log).",
-						   describe_check(limits, i), role_name(limits->sources[i]))));
+				 errmsg("login of role \"%s\" admitted over the connection limit of role \"%s\", which only logs",
+						role_name(limits->user), role_name(check->source)),
+				 errdetail_limit(limits, check, false)));
 	}
 }
 
@@ -214,9 +256,16 @@ must_reject(const LoginLimits *limits)
 {
 	for (int i = 0; i < limits->nchecks; i++)
 		if (limits->checks[i].reached && limits->checks[i].blocking &&
-			limits->actions[i] == ON_LIMIT_REJECT)
+			limits->checks[i].action == ON_LIMIT_REJECT)
 			return true;
 	return false;
+}
+
+static ConnmgrClaimResult
+claim(LoginLimits *limits)
+{
+	return connmgr_claim(limits->user, limits->roles, limits->nroles,
+						 limits->checks, limits->nchecks, &limits->own_count);
 }
 
 /*
@@ -258,15 +307,25 @@ login_can_proceed(Oid user, const char *database)
 	return db_ok;
 }
 
+/* Is be a plain idle client connection of user, idle since before cutoff? */
+static bool
+evictable(const PgBackendStatus *be, Oid user, TimestampTz cutoff)
+{
+	return be != NULL && be->st_userid == user &&
+		be->st_backendType == B_BACKEND && be->st_state == STATE_IDLE &&
+		be->st_state_start_timestamp <= cutoff;
+}
+
 /*
- * The user's client connection that has been idle longest, for at least
- * connmgr.evict_min_idle, and is not in tried.  Connections busy in a query
- * or idle inside a transaction are never chosen.
+ * The user's connection that has been idle longest (at least
+ * connmgr.evict_min_idle), not busy in a query nor idle in a transaction,
+ * and not in tried.
  */
 static bool
-choose_victim(Oid user, List *tried, ConnmgrTarget *victim)
+longest_idle(Oid user, List *tried, ConnmgrTarget *victim)
 {
-	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz cutoff = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													 -connmgr_evict_min_idle_ms);
 	PgBackendStatus *best = NULL;
 	int			n;
 
@@ -276,11 +335,7 @@ choose_victim(Oid user, List *tried, ConnmgrTarget *victim)
 	{
 		PgBackendStatus *be = connmgr_backend_at(i);
 
-		if (be == NULL || be->st_userid != user ||
-			be->st_backendType != B_BACKEND || be->st_state != STATE_IDLE ||
-			list_member_int(tried, be->st_procpid) ||
-			!TimestampDifferenceExceeds(be->st_state_start_timestamp, now,
-										connmgr_evict_min_idle_ms))
+		if (!evictable(be, user, cutoff) || list_member_int(tried, be->st_procpid))
 			continue;
 		if (best == NULL ||
 			be->st_state_start_timestamp < best->st_state_start_timestamp)
@@ -292,61 +347,116 @@ choose_victim(Oid user, List *tried, ConnmgrTarget *victim)
 	return true;
 }
 
-/*
- * Terminate the victim and wait, at most timeout_ms, until it is gone.
- * Checked once more just before the signal: a victim that has started a
- * query meanwhile is spared.
- */
 static void
-evict(const LoginLimits *limits, const ConnmgrTarget *victim, int timeout_ms)
+log_eviction(const LoginLimits *limits, const PgBackendStatus *be)
 {
-	PgBackendStatus *be;
-	bool		gone = false;
-
-	connmgr_refresh_backends();
-	be = connmgr_find_backend(victim->pid);
-	if (!connmgr_same_backend(be, victim) || be->st_state != STATE_IDLE)
-		return;
-
 	ereport(LOG,
-			(errmsg("evicting idle connection %d of role \"%s\" to admit a new login",
-					victim->pid, role_name(limits->user)),
-			 errdetail("The connection had been idle since %s. %s",
+			(errmsg("evicting idle connection %d of role \"%s\" to admit a login of process %d",
+					be->st_procpid, role_name(limits->user), MyProcPid),
+			 errdetail("The connection had been idle since %s; the login came from client %s.",
 					   timestamptz_to_str(be->st_state_start_timestamp),
-					   describe_check(limits, first_reached(limits, true)))));
-	connmgr_signal_and_wait(&victim->pid, &gone, 1, timeout_ms);
+					   MyProcPort && MyProcPort->remote_host ?
+					   MyProcPort->remote_host : "(none)")));
 }
 
 /*
- * Evict idle connections of the user, longest-idle first, until the login
- * can be counted, there is no candidate left, a limit whose policy says
- * reject is reached, or connmgr.terminate_timeout has passed.  A
- * concurrent login may take the slot an eviction freed, or pick the same
- * victim: then the next candidate is tried.
+ * Choose the next victim, reserve it, check once more that it is still the
+ * same idle connection, then log and signal it.  Returns its pid, or 0 if
+ * no connection is left whose exit would free the blocking limits.
  */
-static ConnmgrClaimResult
-evict_until_admitted(LoginLimits *limits, bool *found_candidate)
+static int
+evict_next(const LoginLimits *limits, List **tried)
 {
-	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-													   connmgr_terminate_timeout_ms);
-	ConnmgrClaimResult result = CLAIM_BLOCKED;
-	List	   *tried = NIL;
 	ConnmgrTarget victim;
 
-	*found_candidate = false;
-	while (choose_victim(limits->user, tried, &victim))
+	while (longest_idle(limits->user, *tried, &victim))
 	{
-		TimestampTz now = GetCurrentTimestamp();
+		TimestampTz cutoff = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+														 -connmgr_evict_min_idle_ms);
+		PgBackendStatus *be;
 
-		*found_candidate = true;
-		if (now >= deadline)
-			break;				/* no time to wait for a victim: spare it */
-		tried = lappend_int(tried, victim.pid);
-		evict(limits, &victim, (int) ((deadline - now) / 1000));
-		result = connmgr_claim(limits->user, limits->roles, limits->nroles,
-							   limits->checks, limits->nchecks);
+		*tried = lappend_int(*tried, victim.pid);
+		if (!connmgr_reserve_victim(victim.pid, limits->checks, limits->nchecks))
+			continue;
+		connmgr_refresh_backends();
+		be = connmgr_find_backend(victim.pid);
+		if (!connmgr_same_backend(be, &victim) ||
+			!evictable(be, limits->user, cutoff))
+		{
+			connmgr_spare_victim(victim.pid);
+			continue;
+		}
+		log_eviction(limits, be);
+		connmgr_send_terminate(victim.pid);
+		return victim.pid;
+	}
+	return 0;
+}
+
+/* Forget the victims that have exited; true if any had. */
+static bool
+forget_exited(List **victims)
+{
+	int			before = list_length(*victims);
+	List	   *alive = NIL;
+	ListCell   *lc;
+
+	foreach(lc, *victims)
+	{
+		if (!connmgr_has_exited(lfirst_int(lc)))
+			alive = lappend_int(alive, lfirst_int(lc));
+	}
+	*victims = alive;
+	return list_length(alive) < before;
+}
+
+/*
+ * Evict idle connections of the user until the login can be counted, no
+ * candidate is left, a limit whose policy says reject is reached, or
+ * connmgr.terminate_timeout has passed.  Each victim is waited for at most
+ * a quarter of the timeout before the next is signalled as well; whichever
+ * exits first lets the login in.  A concurrent login may take the slot an
+ * eviction freed: then the next candidate is tried.  *evicted tells
+ * whether any connection was signalled.
+ */
+static ConnmgrClaimResult
+evict_until_admitted(LoginLimits *limits, bool *evicted)
+{
+	TimestampTz start = GetCurrentTimestamp();
+	TimestampTz deadline = TimestampTzPlusMilliseconds(start, connmgr_terminate_timeout_ms);
+	int			share_ms = Max(connmgr_terminate_timeout_ms / 4, 1);
+	TimestampTz next_victim_at = start;
+	ConnmgrClaimResult result = CLAIM_BLOCKED;
+	List	   *tried = NIL;
+	List	   *victims = NIL;
+
+	*evicted = false;
+	while (GetCurrentTimestamp() < deadline)
+	{
+		if (GetCurrentTimestamp() >= next_victim_at)
+		{
+			int			pid = evict_next(limits, &tried);
+
+			if (pid != 0)
+			{
+				victims = lappend_int(victims, pid);
+				*evicted = true;
+			}
+			else if (victims == NIL)
+				break;			/* nobody to evict, nobody to wait for */
+			next_victim_at = pid != 0 ?
+				TimestampTzPlusMilliseconds(GetCurrentTimestamp(), share_ms) : deadline;
+		}
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 10L, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+		if (!forget_exited(&victims))
+			continue;
+		result = claim(limits);
 		if (result != CLAIM_BLOCKED || must_reject(limits))
 			break;				/* admitted, or a reject policy now decides */
+		next_victim_at = GetCurrentTimestamp();	/* the slot went elsewhere */
 	}
 	return result;
 }
@@ -356,19 +466,21 @@ static void
 enforce(LoginLimits *limits, const char *database)
 {
 	ConnmgrClaimResult result;
-	bool		found_candidate = true;
+	bool		evicted = false;
+	bool		tried_eviction = false;
 
 	gather_limits(limits);
-	result = connmgr_claim(limits->user, limits->roles, limits->nroles,
-						   limits->checks, limits->nchecks);
+	result = claim(limits);
 	if (result == CLAIM_BLOCKED && !must_reject(limits) &&
+		connmgr_terminate_timeout_ms > 0 &&
 		login_can_proceed(limits->user, database))
-		result = evict_until_admitted(limits, &found_candidate);
+	{
+		tried_eviction = true;
+		result = evict_until_admitted(limits, &evicted);
+	}
 
 	if (result == CLAIM_BLOCKED)
-		reject(limits, found_candidate ? "" :
-			   psprintf(" No connection of role \"%s\" has been idle for %d ms or more, so none was evicted.",
-						role_name(limits->user), connmgr_evict_min_idle_ms));
+		reject(limits, tried_eviction && !evicted);
 	if (result == CLAIM_NOT_COUNTED)
 		ereport(WARNING,
 				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
@@ -408,7 +520,7 @@ connmgr_enforce_limits(Oid user, const char *database)
 		RollbackAndReleaseCurrentSubTransaction();
 
 		/* A no-op if the failure came after the connection was counted. */
-		(void) connmgr_claim(user, &user, 1, NULL, 0);
+		(void) connmgr_claim(user, &user, 1, NULL, 0, NULL);
 		ereport(WARNING,
 				(errcode(edata->sqlerrcode),
 				 errmsg("could not apply the connection limits of role \"%s\": %s",

@@ -1,7 +1,8 @@
 /*
  * limits_api.c
  *		The SQL-callable policy functions: set_connection_limit,
- *		drop_connection_limit, and the rows of the connection_limits view.
+ *		drop_connection_limit, export_policies, and the rows of the
+ *		connection_limits view.
  *
  * Who may change a role's policy is decided in permissions.c (what
  * PostgreSQL requires to ALTER the role).  The view shows a
@@ -20,6 +21,7 @@
 PG_FUNCTION_INFO_V1(connmgr_set_connection_limit);
 PG_FUNCTION_INFO_V1(connmgr_drop_connection_limit);
 PG_FUNCTION_INFO_V1(connmgr_connection_limit_rows);
+PG_FUNCTION_INFO_V1(connmgr_export_policies);
 
 static bool
 may_see_policy(Oid caller, Oid target)
@@ -31,30 +33,48 @@ may_see_policy(Oid caller, Oid target)
 }
 
 /*
- * The role named by argument argno, checked for permission to manage it.
- * Policies are catalog entries: writing them needs a writable transaction.
+ * The role named by argument argno (read as names.c says), checked for
+ * permission to manage it.  Policies are catalog entries: writing them
+ * needs a writable transaction.
  */
 static Oid
-managed_role_arg(FunctionCallInfo fcinfo, int argno, const char *cmdname)
+managed_role_arg(FunctionCallInfo fcinfo, int argno, const char *cmdname,
+				 const char **name)
 {
-	const char *name;
 	Oid			role;
 
 	PreventCommandDuringRecovery(cmdname);
 	PreventCommandIfReadOnly(cmdname);
-
-	if (PG_ARGISNULL(argno))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("role name must not be null")));
-	name = NameStr(*PG_GETARG_NAME(argno));
-	role = get_role_oid(name, true);
-	if (!OidIsValid(role))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("role \"%s\" does not exist", name)));
-	connmgr_check_may_manage_policy(role, name);
+	role = connmgr_role_arg(fcinfo, argno, name);
+	connmgr_check_may_manage_policy(role, *name);
 	return role;
+}
+
+/* Say so when a new policy replaces a different one. */
+static void
+notice_replaced(Oid role, const char *name, const ConnmgrPolicy *new_policy)
+{
+	ConnmgrPolicy old;
+	const char *problem;
+	char	   *new_text = connmgr_policy_text(new_policy);
+
+	switch (connmgr_lookup_policy(role, &old, &problem))
+	{
+		case POLICY_VALID:
+			if (strcmp(connmgr_policy_text(&old), new_text) != 0)
+				ereport(NOTICE,
+						(errmsg("replacing the connection limit policy of role \"%s\"", name),
+						 errdetail("The policy was \"%s\" and is now \"%s\"; limits that are not given are removed.",
+								   connmgr_policy_text(&old), new_text)));
+			break;
+		case POLICY_INVALID:
+			ereport(NOTICE,
+					(errmsg("replacing the damaged connection limit policy of role \"%s\"", name),
+					 errdetail("The policy is now \"%s\".", new_text)));
+			break;
+		case POLICY_NONE:
+			break;
+	}
 }
 
 /* A limit argument: NULL means none (-1); negative values are refused. */
@@ -78,11 +98,12 @@ Datum
 connmgr_set_connection_limit(PG_FUNCTION_ARGS)
 {
 	Oid			role;
+	const char *name;
 	ConnmgrPolicy policy;
 	char	   *on_limit;
 
 	connmgr_require_preload();
-	role = managed_role_arg(fcinfo, 0, "connmgr.set_connection_limit()");
+	role = managed_role_arg(fcinfo, 0, "connmgr.set_connection_limit()", &name);
 	policy.per_member = limit_arg(fcinfo, 1, "per_member");
 	policy.total = limit_arg(fcinfo, 2, "total");
 	if (PG_ARGISNULL(3))
@@ -102,6 +123,7 @@ connmgr_set_connection_limit(PG_FUNCTION_ARGS)
 				 errmsg("a connection limit needs per_member or total"),
 				 errhint("To remove a role's limit, use connmgr.drop_connection_limit().")));
 
+	notice_replaced(role, name, &policy);
 	connmgr_write_policy(role, &policy);
 	PG_RETURN_VOID();
 }
@@ -110,10 +132,11 @@ Datum
 connmgr_drop_connection_limit(PG_FUNCTION_ARGS)
 {
 	Oid			role;
+	const char *name;
 	bool		existed;
 
 	connmgr_require_preload();
-	role = managed_role_arg(fcinfo, 0, "connmgr.drop_connection_limit()");
+	role = managed_role_arg(fcinfo, 0, "connmgr.drop_connection_limit()", &name);
 	existed = connmgr_has_policy(role);
 	if (existed)
 		connmgr_write_policy(role, NULL);
@@ -195,8 +218,8 @@ connmgr_connection_limit_rows(PG_FUNCTION_ARGS)
 		Oid			role = entry->roleid;
 		const ConnmgrPolicy *policy = &entry->policy;
 		char	   *name = GetUserNameFromId(role, true);
-		Datum		values[6];
-		bool		nulls[6] = {false};
+		Datum		values[7];
+		bool		nulls[7] = {false};
 
 		if (name == NULL || !may_see_policy(GetUserId(), role))
 			continue;
@@ -217,7 +240,57 @@ connmgr_connection_limit_rows(PG_FUNCTION_ARGS)
 		nulls[3] = policy->total < 0;
 		values[4] = Int32GetDatum(total_connections(role, counters, ncounters));
 		values[5] = CStringGetTextDatum(connmgr_on_limit_name(policy->on_limit));
+		values[6] = BoolGetDatum(!superuser_arg(role));
 		tuplestore_putvalues(store, tupdesc, values, nulls);
+	}
+	return (Datum) 0;
+}
+
+static int
+compare_strings(const ListCell *a, const ListCell *b)
+{
+	return strcmp(lfirst(a), lfirst(b));
+}
+
+/*
+ * Every intact policy as the SECURITY LABEL statement that pg_dumpall
+ * writes for it, sorted: to keep beside a dump, and to compare after a
+ * restore.  Superusers only, as it lists every role's policy.
+ */
+Datum
+connmgr_export_policies(PG_FUNCTION_ARGS)
+{
+	TupleDesc	tupdesc;
+	Tuplestorestate *store;
+	List	   *statements = NIL;
+	ListCell   *lc;
+
+	connmgr_require_preload();
+	if (!superuser())
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to export connection limit policies"),
+				 errdetail("Only superusers may export every role's policy.")));
+	store = connmgr_begin_result_set(fcinfo, &tupdesc);
+	foreach(lc, connmgr_all_policies())
+	{
+		ConnmgrRolePolicy *entry = lfirst(lc);
+		char	   *name = GetUserNameFromId(entry->roleid, true);
+
+		if (name == NULL || entry->problem != NULL)
+			continue;
+		statements = lappend(statements,
+							 psprintf("SECURITY LABEL FOR connmgr ON ROLE %s IS %s;",
+									  quote_identifier(name),
+									  quote_literal_cstr(connmgr_policy_text(&entry->policy))));
+	}
+	list_sort(statements, compare_strings);
+	foreach(lc, statements)
+	{
+		Datum		value = CStringGetTextDatum(lfirst(lc));
+		bool		isnull = false;
+
+		tuplestore_putvalues(store, tupdesc, &value, &isnull);
 	}
 	return (Datum) 0;
 }

@@ -10,15 +10,23 @@
  *	- a role with the privileges of the target role may terminate it, as
  *	  with pg_terminate_backend();
  *	- members of pg_signal_backend may terminate any other connection;
- *	- a role holding ADMIN OPTION on a group (a NOLOGIN role) may terminate
- *	  the regular connections (not walsenders) of that group's members,
- *	  unless the member is an administrator itself: it holds ADMIN OPTION
- *	  on a group (a co-instructor), has CREATEROLE, or may signal backends.
- *	  So an instructor who grants the group to a DBA, or revokes a
- *	  co-instructor's ADMIN OPTION on this one group, gains no power over
- *	  them;
+ *	- a role holding ADMIN OPTION on a group (a NOLOGIN role), an
+ *	  instructor, may terminate the regular connections (not walsenders)
+ *	  of that group's members, except administrators and the instructor's
+ *	  fellows (below);
+ *	- an administrator is a role that has CREATEROLE, is a member of
+ *	  pg_signal_backend, or holds ADMIN OPTION on any role, itself or
+ *	  through any role it belongs to (every kind of grant counts);
+ *	- a fellow of an instructor belongs to a group (not a reserved pg_*
+ *	  role) that the instructor belongs to without administering it, as
+ *	  co-instructors sharing a "teachers" group do;
  *	- whoever may terminate a connection may see it, and so may superusers
  *	  and members of pg_read_all_stats.
+ *
+ * The same two definitions keep group policies off administrators and off
+ * fellows of the group's instructors (connmgr_group_policy_applies), so
+ * that whoever may enrol a role in a group cannot deny logins to a role it
+ * may not terminate.
  *
  * Changing a role's policy takes what PostgreSQL requires to ALTER the
  * role: nobody may for the reserved pg_* roles; superuser for superuser
@@ -28,6 +36,7 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "access/transam.h"
 #include "catalog/catalog.h"
 #include "catalog/pg_auth_members.h"
 #include "catalog/pg_authid.h"
@@ -52,6 +61,16 @@ role_flag(Oid roleid, bool inherit)
 		ReleaseSysCache(tuple);
 	}
 	return result;
+}
+
+/*
+ * A role created by initdb (the predefined pg_* roles and the bootstrap
+ * superuser) rather than by a user.
+ */
+static bool
+is_predefined_role(Oid roleid)
+{
+	return roleid < FirstNormalObjectId;
 }
 
 /* A group role, as opposed to a login role. */
@@ -111,28 +130,26 @@ connmgr_roles_containing(Oid roleid, int flags)
 	return list_delete_oid(roles, roleid);
 }
 
-/* Does any of member's own grants carry ADMIN OPTION on a group? */
+/* Does any of member's own grants carry ADMIN OPTION? */
 static bool
-has_group_admin_grant(Oid member)
+has_admin_grant(Oid member)
 {
 	CatCList   *grants = SearchSysCacheList1(AUTHMEMMEMROLE, ObjectIdGetDatum(member));
 	bool		result = false;
 
 	for (int i = 0; i < grants->n_members && !result; i++)
-	{
-		Form_pg_auth_members grant =
-			(Form_pg_auth_members) GETSTRUCT(&grants->members[i]->tuple);
-
-		result = grant->admin_option && is_group(grant->roleid);
-	}
+		result = ((Form_pg_auth_members)
+				  GETSTRUCT(&grants->members[i]->tuple))->admin_option;
 	ReleaseSysCacheList(grants);
 	return result;
 }
 
 /*
- * Is role, a member of groups, an administrator rather than a managed
- * member: CREATEROLE, the privileges of pg_signal_backend, or ADMIN OPTION
- * on a group, held directly or through one of its groups?
+ * Is role, a member of groups (every kind of grant), an administrator:
+ * CREATEROLE, a member of pg_signal_backend, or ADMIN OPTION on any role,
+ * held itself or through any role it belongs to?  Memberships count
+ * whether or not they pass on privileges: a NOINHERIT member of
+ * pg_signal_backend can still SET ROLE to it.
  */
 static bool
 is_administrator(Oid role, List *groups)
@@ -140,12 +157,36 @@ is_administrator(Oid role, List *groups)
 	ListCell   *lc;
 
 	if (has_createrole_privilege(role) ||
-		has_privs_of_role(role, ROLE_PG_SIGNAL_BACKEND) ||
-		has_group_admin_grant(role))
+		list_member_oid(groups, ROLE_PG_SIGNAL_BACKEND) ||
+		has_admin_grant(role))
 		return true;
 	foreach(lc, groups)
 	{
-		if (has_group_admin_grant(lfirst_oid(lc)))
+		if (has_admin_grant(lfirst_oid(lc)))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Is target (a member of target_groups) a fellow of instructor: does it
+ * belong to a group that the instructor belongs to without administering
+ * it (reserved pg_* roles aside), such as a shared "teachers" group?  The
+ * instructor cannot change such a group's members, so no REVOKE of a
+ * fellow's ADMIN OPTION makes the fellow a managed member.
+ */
+static bool
+is_fellow(Oid instructor, List *target_groups)
+{
+	List	   *mine = connmgr_roles_containing(instructor, ROLES_ENROLLED);
+	ListCell   *lc;
+
+	foreach(lc, mine)
+	{
+		Oid			group = lfirst_oid(lc);
+
+		if (list_member_oid(target_groups, group) && !is_predefined_role(group) &&
+			!is_admin_of_role(instructor, group))
 			return true;
 	}
 	return false;
@@ -158,7 +199,7 @@ instructs(Oid caller, Oid target)
 	List	   *groups = connmgr_roles_containing(target, ROLES_ALL);
 	ListCell   *lc;
 
-	if (is_administrator(target, groups))
+	if (is_administrator(target, groups) || is_fellow(caller, groups))
 		return false;
 	foreach(lc, groups)
 	{
@@ -168,6 +209,35 @@ instructs(Oid caller, Oid target)
 			return true;
 	}
 	return false;
+}
+
+/*
+ * Does the policy of group apply to user, one of its members?  Not to an
+ * administrator, nor to a fellow of a role holding ADMIN OPTION on the
+ * group: a role that may enrol others in a group must not be able to deny
+ * logins to roles it may not terminate.
+ */
+bool
+connmgr_group_policy_applies(Oid user, Oid group)
+{
+	List	   *groups = connmgr_roles_containing(user, ROLES_ALL);
+	CatCList   *grants;
+	bool		applies;
+
+	if (is_administrator(user, groups))
+		return false;
+	grants = SearchSysCacheList1(AUTHMEMROLEMEM, ObjectIdGetDatum(group));
+	applies = true;
+	for (int i = 0; i < grants->n_members && applies; i++)
+	{
+		Form_pg_auth_members grant =
+			(Form_pg_auth_members) GETSTRUCT(&grants->members[i]->tuple);
+
+		if (grant->admin_option && grant->member != user)
+			applies = !is_fellow(grant->member, groups);
+	}
+	ReleaseSysCacheList(grants);
+	return applies;
 }
 
 bool
@@ -218,6 +288,18 @@ connmgr_may_manage_policy(Oid caller, Oid target)
 	return result;
 }
 
+/* The DETAIL of a refused policy change: PostgreSQL's rule for ALTER ROLE. */
+static int
+errdetail_may_manage_policy(const char *name)
+{
+#if PG_VERSION_NUM >= 160000
+	return errdetail("Only roles with the CREATEROLE attribute and ADMIN OPTION on role \"%s\" may change its connection limit; for superuser roles, only superusers.",
+					 name);
+#else
+	return errdetail("Only roles with the CREATEROLE attribute may change connection limits; for superuser and replication roles, only superusers.");
+#endif
+}
+
 /* Raise the error that says why the current user may not change it. */
 void
 connmgr_check_may_manage_policy(Oid target, const char *name)
@@ -232,9 +314,5 @@ connmgr_check_may_manage_policy(Oid target, const char *name)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied to change the connection limit of role \"%s\"", name),
-#if PG_VERSION_NUM >= 160000
-				 errdetail("Only roles with the CREATEROLE attribute and ADMIN OPTION on role \"%s\" may change its connection limit; for superuser roles, only superusers.", name)));
-#else
-				 errdetail("Only roles with the CREATEROLE attribute may change connection limits; for superuser and replication roles, only superusers.")));
-#endif
+				 errdetail_may_manage_policy(name)));
 }

@@ -13,7 +13,13 @@
  * Label text: comma-separated key=value pairs, for example
  *		per_member=5,total=60,on_limit=evict_idle
  * per_member and total are optional non-negative integers (at least one
- * is present); on_limit is reject, evict_idle or log.
+ * is present); on_limit is reject, evict_idle or log (in any case).  A
+ * label has at most CONNMGR_MAX_LABEL_LEN bytes, so PostgreSQL always
+ * stores it inline and uncompressed: reading a TOASTed value would need a
+ * relation that cannot be opened before a database is selected, and the
+ * FATAL error that follows would lock every member out.  A label stored
+ * out of line or compressed anyway (written behind connmgr's back) is
+ * treated as damaged and never detoasted.
  */
 #include "postgres.h"
 
@@ -37,6 +43,7 @@
 #include "connmgr.h"
 
 #define CONNMGR_LABEL_PROVIDER "connmgr"
+#define CONNMGR_MAX_LABEL_LEN 256
 
 static const char *const on_limit_names[] = {
 	[ON_LIMIT_REJECT] = "reject",
@@ -55,7 +62,7 @@ connmgr_on_limit_from_name(const char *name, ConnmgrOnLimit *on_limit)
 {
 	for (int i = 0; i < (int) lengthof(on_limit_names); i++)
 	{
-		if (strcmp(name, on_limit_names[i]) == 0)
+		if (pg_strcasecmp(name, on_limit_names[i]) == 0)
 		{
 			*on_limit = (ConnmgrOnLimit) i;
 			return true;
@@ -64,8 +71,9 @@ connmgr_on_limit_from_name(const char *name, ConnmgrOnLimit *on_limit)
 	return false;
 }
 
-static char *
-format_policy(const ConnmgrPolicy *policy)
+/* The label text of a policy, as stored. */
+char *
+connmgr_policy_text(const ConnmgrPolicy *policy)
 {
 	StringInfoData buf;
 
@@ -112,6 +120,9 @@ policy_problem(const char *label, ConnmgrPolicy *policy)
 	policy->per_member = -1;
 	policy->total = -1;
 	policy->on_limit = ON_LIMIT_REJECT;
+	if (strlen(label) > CONNMGR_MAX_LABEL_LEN)
+		return psprintf(_("The label has %zu bytes; a policy label has at most %d."),
+						strlen(label), CONNMGR_MAX_LABEL_LEN);
 
 	for (char *item = strtok_r(copy, ",", &saveptr);
 		 item != NULL && problem == NULL;
@@ -159,7 +170,8 @@ parse_policy_or_error(const char *label, ConnmgrPolicy *policy)
 	if (problem != NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid connmgr policy label \"%s\"", label),
+				 errmsg("invalid connmgr policy label \"%s\"",
+						strlen(label) > CONNMGR_MAX_LABEL_LEN ? "..." : label),
 				 errdetail("%s", problem),
 				 errhint("A label looks like \"per_member=5,total=60,on_limit=reject\"; "
 						 "use connmgr.set_connection_limit() to write one.")));
@@ -176,18 +188,38 @@ init_role_label_keys(ScanKeyData *keys, int first)
 }
 
 /*
- * The label text of roleid, or NULL.  Safe during authentication: it reads
- * only pg_shseclabel, and uses its index only once the shared relcache
- * entries are loaded (a heap scan otherwise, as the catalog caches do then).
+ * Parse a label datum into *policy; returns NULL or the problem, as
+ * policy_problem() does.  A label that PostgreSQL stored out of line or
+ * compressed is damaged (a policy is always short) and is not detoasted:
+ * during authentication that would fail.
  */
-static char *
-read_label(Oid roleid)
+static const char *
+parse_label_datum(Datum label, ConnmgrPolicy *policy)
+{
+	struct varlena *raw = (struct varlena *) DatumGetPointer(label);
+
+	if (VARATT_IS_EXTERNAL(raw) || VARATT_IS_COMPRESSED(raw))
+		return _("The label is too long to be a policy; it was not read.");
+	return policy_problem(TextDatumGetCString(label), policy);
+}
+
+/*
+ * Look up the policy of roleid: POLICY_NONE, POLICY_VALID (in *policy), or
+ * POLICY_INVALID with *problem saying why.  Never raises an error for a
+ * damaged label, so one bad policy cannot take the others down with it.
+ *
+ * Safe during authentication: it reads only pg_shseclabel, never its TOAST
+ * table, and uses its index only once the shared relcache entries are
+ * loaded (a heap scan otherwise, as the catalog caches do then).
+ */
+ConnmgrPolicyStatus
+connmgr_lookup_policy(Oid roleid, ConnmgrPolicy *policy, const char **problem)
 {
 	Relation	rel;
 	ScanKeyData keys[3];
 	SysScanDesc scan;
 	HeapTuple	tuple;
-	char	   *result = NULL;
+	ConnmgrPolicyStatus status = POLICY_NONE;
 
 	ScanKeyInit(&keys[0], Anum_pg_shseclabel_objoid, BTEqualStrategyNumber,
 				F_OIDEQ, ObjectIdGetDatum(roleid));
@@ -204,34 +236,24 @@ read_label(Oid roleid)
 										 RelationGetDescr(rel), &isnull);
 
 		if (!isnull)
-			result = TextDatumGetCString(label);
+		{
+			*problem = parse_label_datum(label, policy);
+			status = *problem ? POLICY_INVALID : POLICY_VALID;
+		}
 	}
 	systable_endscan(scan);
 	table_close(rel, AccessShareLock);
-	return result;
+	return status;
 }
 
 /* Does roleid have a policy?  True even for one that does not parse. */
 bool
 connmgr_has_policy(Oid roleid)
 {
-	return read_label(roleid) != NULL;
-}
+	ConnmgrPolicy policy;
+	const char *problem;
 
-/*
- * Look up the policy of roleid: POLICY_NONE, POLICY_VALID (in *policy), or
- * POLICY_INVALID with *problem saying why.  Never raises an error for a
- * damaged label, so one bad policy cannot take the others down with it.
- */
-ConnmgrPolicyStatus
-connmgr_lookup_policy(Oid roleid, ConnmgrPolicy *policy, const char **problem)
-{
-	char	   *label = read_label(roleid);
-
-	if (label == NULL)
-		return POLICY_NONE;
-	*problem = policy_problem(label, policy);
-	return *problem ? POLICY_INVALID : POLICY_VALID;
+	return connmgr_lookup_policy(roleid, &policy, &problem) != POLICY_NONE;
 }
 
 /*
@@ -261,12 +283,24 @@ connmgr_all_policies(void)
 		if (isnull)
 			continue;
 		entry->roleid = ((Form_pg_shseclabel) GETSTRUCT(tuple))->objoid;
-		entry->problem = policy_problem(TextDatumGetCString(label), &entry->policy);
+		entry->problem = parse_label_datum(label, &entry->policy);
 		policies = lappend(policies, entry);
 	}
 	systable_endscan(scan);
 	table_close(rel, AccessShareLock);
 	return policies;
+}
+
+/* Superusers are never limited: say so when one is given a policy. */
+static void
+notice_if_superuser(Oid roleid)
+{
+	if (superuser_arg(roleid))
+		ereport(NOTICE,
+				(errcode(ERRCODE_WARNING),
+				 errmsg("role \"%s\" is a superuser, so its connection limit policy has no effect",
+						GetUserNameFromId(roleid, false)),
+				 errdetail("Superusers are never limited; connmgr.connection_limits shows the policy with applies = false.")));
 }
 
 /* Store (or with NULL, remove) the policy of roleid. */
@@ -275,9 +309,12 @@ connmgr_write_policy(Oid roleid, const ConnmgrPolicy *policy)
 {
 	ObjectAddress address;
 
+	if (policy != NULL)
+		notice_if_superuser(roleid);
+
 	ObjectAddressSet(address, AuthIdRelationId, roleid);
 	SetSecurityLabel(&address, CONNMGR_LABEL_PROVIDER,
-					 policy ? format_policy(policy) : NULL);
+					 policy ? connmgr_policy_text(policy) : NULL);
 }
 
 /*
@@ -301,6 +338,7 @@ check_policy_label(const ObjectAddress *object, const char *label)
 		ConnmgrPolicy policy;
 
 		parse_policy_or_error(label, &policy);
+		notice_if_superuser(object->objectId);
 	}
 }
 

@@ -1,31 +1,43 @@
 /*
  * shmem.c
- *		Per-role connection counters in shared memory.
+ *		Connection counters in shared memory: one counter entry per role,
+ *		and one slot per backend that says what that backend was charged
+ *		for.
  *
  * For every role with at least one counted connection, a hash entry holds
  *	- own:   the connections logged in as that role, and
  *	- total: the connections of that role and of its members (as limits.c
  *	         follows memberships), as they stood when each connection
  *	         logged in.
- * Superusers' and replication connections are not counted.  Each backend
- * remembers locally which entries it charged and gives them back from a
- * before_shmem_exit callback, so every exit path (normal disconnect, FATAL
- * later in startup, termination, a vanished client) releases its slot.  A
- * crash restart re-creates shared memory, and with it empty counters.
+ * Each counted backend also fills its slot (indexed by its PGPROC number):
+ * its pid, its user, the roles it was charged for (the first
+ * CONNMGR_SLOT_ROLES of them), and, once a login has chosen it as an
+ * eviction victim, that login's pid.  Another backend's login reads the
+ * slots to evict only connections whose exit frees the limits that block
+ * it, and to make sure that one victim is evicted by one login only.
+ *
+ * Superusers' and physical replication connections are not counted.  Each
+ * backend remembers locally which entries it charged and gives them back
+ * from a before_shmem_exit callback, so every exit path (normal
+ * disconnect, FATAL later in startup, termination, a vanished client)
+ * releases its slot.  A crash restart re-creates shared memory, and with
+ * it empty counters.
  *
  * Locking rules:
- *	- One LWLock from our own tranche ("connmgr") protects the whole hash.
+ *	- One LWLock from our own tranche ("connmgr") protects the hash and the
+ *	  slots.
  *	- A login checks every limit and charges the counters under a single
  *	  exclusive acquisition, so concurrent logins can never overshoot a
  *	  limit, and two logins below it are never both refused.
- *	- Releasing takes the lock exclusively; the snapshot for the view takes
- *	  it shared.
+ *	- Releasing a charge and reserving or sparing a victim take the lock
+ *	  exclusively; snapshots for the views take it shared.
  *	- Nothing that can ereport() runs while the lock is held: entries are
  *	  added with HASH_ENTER_NULL, buffers are allocated beforehand, and
  *	  messages are built by the callers after release.
  */
 #include "postgres.h"
 
+#include "miscadmin.h"
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
@@ -33,18 +45,30 @@
 #include "utils/memutils.h"
 
 #include "connmgr.h"
+#include "compat.h"
+
+/* How many of a connection's charged roles its slot records. */
+#define CONNMGR_SLOT_ROLES 64
+
+typedef struct ConnmgrSlot
+{
+	int			pid;			/* 0: this backend holds no charge */
+	Oid			user;
+	int			evicted_by;		/* pid of the login evicting it, or 0 */
+	int			nroles;			/* roles charged, may exceed the array */
+	Oid			roles[CONNMGR_SLOT_ROLES];
+} ConnmgrSlot;
 
 typedef struct ConnmgrShared
 {
 	LWLock	   *lock;
+	ConnmgrSlot slots[FLEXIBLE_ARRAY_MEMBER];	/* MaxBackends of them */
 } ConnmgrShared;
 
 static ConnmgrShared *shared = NULL;
 static HTAB *counters = NULL;
 
-#if PG_VERSION_NUM >= 150000
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
-#endif
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
 /* What this backend charged, to give back at exit. */
@@ -53,29 +77,22 @@ static Oid *charged_roles = NULL;
 static int	n_charged_roles = 0;
 
 static Size
-shmem_size(void)
+shared_struct_size(void)
 {
-	return add_size(MAXALIGN(sizeof(ConnmgrShared)),
-					hash_estimate_size(connmgr_max_tracked_roles,
-									   sizeof(ConnmgrCounter)));
+	return add_size(offsetof(ConnmgrShared, slots),
+					mul_size(MaxBackends, sizeof(ConnmgrSlot)));
 }
 
-static void
-request_shmem(void)
-{
-	RequestAddinShmemSpace(shmem_size());
-	RequestNamedLWLockTranche("connmgr", 1);
-}
-
-#if PG_VERSION_NUM >= 150000
 static void
 connmgr_shmem_request(void)
 {
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
-	request_shmem();
+	RequestAddinShmemSpace(add_size(MAXALIGN(shared_struct_size()),
+									hash_estimate_size(connmgr_max_tracked_roles,
+													   sizeof(ConnmgrCounter))));
+	RequestNamedLWLockTranche("connmgr", 1);
 }
-#endif
 
 static void
 connmgr_shmem_startup(void)
@@ -87,9 +104,12 @@ connmgr_shmem_startup(void)
 		prev_shmem_startup_hook();
 
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
-	shared = ShmemInitStruct("connmgr", sizeof(ConnmgrShared), &found);
+	shared = ShmemInitStruct("connmgr", shared_struct_size(), &found);
 	if (!found)
+	{
+		memset(shared, 0, shared_struct_size());
 		shared->lock = &(GetNamedLWLockTranche("connmgr"))->lock;
+	}
 
 	memset(&info, 0, sizeof(info));
 	info.keysize = sizeof(Oid);
@@ -105,12 +125,8 @@ connmgr_shmem_startup(void)
 void
 connmgr_install_shmem_hooks(void)
 {
-#if PG_VERSION_NUM >= 150000
 	prev_shmem_request_hook = shmem_request_hook;
 	shmem_request_hook = connmgr_shmem_request;
-#else
-	request_shmem();
-#endif
 	prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = connmgr_shmem_startup;
 }
@@ -164,14 +180,27 @@ charge(Oid user, const Oid *roles, int nroles)
 	return true;
 }
 
-static int
-current_count(const ConnmgrCheck *check)
+/* Lock held exclusively: publish this backend's charge in its slot. */
+static void
+fill_my_slot(Oid user, const Oid *roles, int nroles)
 {
-	ConnmgrCounter *entry = hash_search(counters, &check->roleid, HASH_FIND, NULL);
+	ConnmgrSlot *slot = &shared->slots[CONNMGR_MY_PROC_INDEX];
+
+	slot->pid = MyProcPid;
+	slot->user = user;
+	slot->evicted_by = 0;
+	slot->nroles = nroles;
+	memcpy(slot->roles, roles, sizeof(Oid) * Min(nroles, CONNMGR_SLOT_ROLES));
+}
+
+static int
+current_count(Oid roleid, bool own)
+{
+	ConnmgrCounter *entry = hash_search(counters, &roleid, HASH_FIND, NULL);
 
 	if (entry == NULL)
 		return 0;
-	return check->own ? entry->own : entry->total;
+	return own ? entry->own : entry->total;
 }
 
 static void
@@ -181,6 +210,8 @@ release_at_exit(int code, Datum arg)
 		return;
 	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
 	uncharge(charged_user, charged_roles, n_charged_roles);
+	shared->slots[CONNMGR_MY_PROC_INDEX].pid = 0;
+	shared->slots[CONNMGR_MY_PROC_INDEX].evicted_by = 0;
 	LWLockRelease(shared->lock);
 	n_charged_roles = 0;
 }
@@ -189,13 +220,14 @@ release_at_exit(int code, Datum arg)
  * Check every limit in checks[] and, if no blocking one is reached, count
  * this backend's connection for user and for each of roles (which must
  * include user), all under one exclusive lock.  Each check's 'current' is
- * set to the count seen; 'reached' tells whether it was at its limit.
- * Non-blocking checks (log-only policies, enforcement off) never stop the
- * claim.  A backend claims at most once.
+ * set to the count seen; 'reached' tells whether it was at its limit;
+ * *own_count (if not NULL) is set to the user's connections seen.
+ * Non-blocking checks (log-only policies) never stop the claim.  A backend
+ * claims at most once.
  */
 ConnmgrClaimResult
 connmgr_claim(Oid user, const Oid *roles, int nroles,
-			  ConnmgrCheck *checks, int nchecks)
+			  ConnmgrCheck *checks, int nchecks, int *own_count)
 {
 	static bool exit_callback_registered = false;
 	Oid		   *saved;
@@ -221,12 +253,16 @@ connmgr_claim(Oid user, const Oid *roles, int nroles,
 	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
 	for (int i = 0; i < nchecks; i++)
 	{
-		checks[i].current = current_count(&checks[i]);
+		checks[i].current = current_count(checks[i].roleid, checks[i].own);
 		checks[i].reached = checks[i].current >= checks[i].limit;
 		blocked |= checks[i].reached && checks[i].blocking;
 	}
+	if (own_count)
+		*own_count = current_count(user, true);
 	if (!blocked)
 		charged = charge(user, saved, nroles);
+	if (charged)
+		fill_my_slot(user, saved, nroles);
 	LWLockRelease(shared->lock);
 
 	if (!charged)
@@ -238,6 +274,68 @@ connmgr_claim(Oid user, const Oid *roles, int nroles,
 	charged_roles = saved;
 	n_charged_roles = nroles;
 	return CLAIM_ADMITTED;
+}
+
+/* Lock held.  Was the connection in slot charged for role? */
+static bool
+slot_charged_for(const ConnmgrSlot *slot, Oid role)
+{
+	for (int i = 0; i < Min(slot->nroles, CONNMGR_SLOT_ROLES); i++)
+		if (slot->roles[i] == role)
+			return true;
+	return false;
+}
+
+/* Lock held.  The slot of the counted connection pid, or NULL. */
+static ConnmgrSlot *
+slot_of(int pid)
+{
+	for (int i = 0; i < MaxBackends; i++)
+		if (shared->slots[i].pid == pid)
+			return &shared->slots[i];
+	return NULL;
+}
+
+/*
+ * Reserve connection pid as this login's eviction victim, if its exit
+ * frees every reached blocking limit in checks[] (it was charged for each
+ * of their roles) and no other login has chosen it.  A connection charged
+ * for more roles than its slot records counts only for those recorded.
+ */
+bool
+connmgr_reserve_victim(int pid, const ConnmgrCheck *checks, int nchecks)
+{
+	ConnmgrSlot *slot;
+	bool		frees = false;
+
+	if (shared == NULL)
+		return false;
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	slot = slot_of(pid);
+	if (slot != NULL && slot->evicted_by == 0)
+	{
+		frees = true;
+		for (int i = 0; i < nchecks && frees; i++)
+			if (checks[i].reached && checks[i].blocking)
+				frees = slot_charged_for(slot, checks[i].roleid);
+		if (frees)
+			slot->evicted_by = MyProcPid;
+	}
+	LWLockRelease(shared->lock);
+	return frees;
+}
+
+/* Give back a victim this login reserved but decided to spare. */
+void
+connmgr_spare_victim(int pid)
+{
+	ConnmgrSlot *slot;
+
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	slot = slot_of(pid);
+	if (slot != NULL && slot->evicted_by == MyProcPid)
+		slot->evicted_by = 0;
+	LWLockRelease(shared->lock);
 }
 
 /*

@@ -49,15 +49,25 @@ log_termination(const PgBackendStatus *be)
 					   MyProcPort ? or_none(MyProcPort->remote_host) : "(none)")));
 }
 
-/* Send SIGTERM to the backend, and to its process group where it has one. */
-static bool
-send_sigterm(int pid)
+/*
+ * Send SIGTERM to the backend, and to its process group where it has one.
+ * False if the process no longer exists.
+ */
+bool
+connmgr_send_terminate(int pid)
 {
 #ifdef HAVE_SETSID
-	return kill(-pid, SIGTERM) == 0;
+	return !(kill(-pid, SIGTERM) != 0 && errno == ESRCH);
 #else
-	return kill(pid, SIGTERM) == 0;
+	return !(kill(pid, SIGTERM) != 0 && errno == ESRCH);
 #endif
+}
+
+/* Has the process exited (and been reaped)? */
+bool
+connmgr_has_exited(int pid)
+{
+	return kill(pid, 0) != 0 && errno == ESRCH;
 }
 
 static bool
@@ -67,7 +77,7 @@ all_gone(const int *pids, bool *gone, int n)
 
 	for (int i = 0; i < n; i++)
 	{
-		if (!gone[i] && kill(pids[i], 0) != 0 && errno == ESRCH)
+		if (!gone[i] && connmgr_has_exited(pids[i]))
 			gone[i] = true;
 		result &= gone[i];
 	}
@@ -101,7 +111,7 @@ void
 connmgr_signal_and_wait(const int *pids, bool *gone, int n, int timeout_ms)
 {
 	for (int i = 0; i < n; i++)
-		if (!gone[i] && !send_sigterm(pids[i]) && errno == ESRCH)
+		if (!gone[i] && !connmgr_send_terminate(pids[i]))
 			gone[i] = true;
 	wait_until_gone(pids, gone, n, timeout_ms);
 }

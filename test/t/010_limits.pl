@@ -25,14 +25,19 @@ sub set_limit
 	$node->safe_psql('postgres', "SELECT connmgr.set_connection_limit($args)");
 }
 
-# Login of $user must fail with connmgr's message and $detail.
+my $hint_close = 'Close connections you no longer use, or ask your instructor or database administrator to end them.';
+my $hint_zero = 'This limit allows no connections at all. Ask your instructor or database administrator if you need to connect.';
+
+# Login of $user must fail with connmgr's message, $detail and $hint (by
+# default the one for a user who holds connections).
 sub login_refused
 {
-	my ($user, $detail, $name, $db) = @_;
+	my ($user, $detail, $name, $db, $hint) = @_;
 	$db //= 'postgres';
+	$hint //= $hint_close;
 	my $offset = -s $node->logfile;
 	$node->connect_fails("dbname=$db user=$user", $name,
-		expected_stderr => qr/FATAL:  too many connections for role "$user"\nDETAIL:  \Q$detail\E\nHINT:  Close connections you no longer use/);
+		expected_stderr => qr/FATAL:  too many connections for role "$user"\nDETAIL:  \Q$detail\E\nHINT:  \Q$hint\E/);
 	ok($node->log_contains(qr/FATAL:  53300: too many connections for role "$user"/, $offset),
 		"$name: SQLSTATE 53300");
 }
@@ -105,7 +110,8 @@ set_limit("'cs101', per_member => 5, total => 10");
 @s = (open_session($node, 'stu1'), open_session($node, 'stu2'));
 login_refused('stu3',
 	'Role "student" and its members have 2 connections; the limit is 2.',
-	'a total of an outer group applies to nested members');
+	'a total of an outer group applies to nested members', undef,
+	'Other members of role "student" are using all of its connections. Try again later, or ask your instructor or database administrator to raise the limit.');
 close_sessions($node, @s);
 $node->safe_psql('postgres', q{
 	SELECT connmgr.drop_connection_limit(r) FROM unnest(ARRAY['student', 'cs101', 'stu1']::name[]) r});
@@ -113,10 +119,10 @@ $node->safe_psql('postgres', q{
 # A limit of 0: nobody concerned may connect.
 set_limit("'stu3', per_member => 0");
 login_refused('stu3', 'Role "stu3" has 0 connections; its limit is 0.',
-	'per_member 0 keeps the role out');
+	'per_member 0 keeps the role out', undef, $hint_zero);
 set_limit("'cs101', total => 0");
 login_refused('stu2', 'Role "cs101" and its members have 0 connections; the limit is 0.',
-	'total 0 keeps every member out');
+	'total 0 keeps every member out', undef, $hint_zero);
 $node->safe_psql('postgres', q{
 	SELECT connmgr.drop_connection_limit('stu3'), connmgr.drop_connection_limit('cs101')});
 login_ok('stu3', 'dropping the policy lets the role in again');
@@ -126,7 +132,7 @@ $node->safe_psql('postgres', 'CREATE ROLE dba LOGIN SUPERUSER IN ROLE student');
 set_limit("'student', per_member => 0, total => 0");
 login_ok('dba', 'a superuser member logs in despite a limit of 0');
 login_refused('stu1', 'Role "student" and its members have 0 connections; the limit is 0.',
-	'while the students cannot');
+	'while the students cannot', undef, $hint_zero);
 $node->safe_psql('postgres', "SELECT connmgr.drop_connection_limit('student')");
 
 # NOINHERIT roles do not inherit their groups' limits, as with privileges.
@@ -141,7 +147,7 @@ set_limit("'stu1', per_member => 1, on_limit => 'log'");
 my $offset = -s $node->logfile;
 login_ok('stu1', 'log mode admits a login over the limit');
 ok( $node->log_contains(
-		qr/WARNING:  53300: too many connections for role "stu1"\n.*DETAIL:  Role "stu1" has 1 connection; its limit is 1\. The login was admitted because the policy of role "stu1" only logs \(on_limit = log\)\./,
+		qr/WARNING:  53300: login of role "stu1" admitted over the connection limit of role "stu1", which only logs\n.*DETAIL:  Role "stu1" has 1 connection; its limit is 1\./,
 		$offset),
 	'log mode logs a WARNING that names the policy');
 close_sessions($node, @s);
@@ -206,7 +212,7 @@ ok( $node->log_contains(
 		$offset),
 	'and the damage is logged');
 login_refused('stu2', 'Role "cs101" and its members have 0 connections; the limit is 0.',
-	'the other policies of the user still apply');
+	'the other policies of the user still apply', undef, $hint_zero);
 my ($rows, $view_err);
 $node->psql('postgres', 'SELECT role_name FROM connmgr.connection_limits',
 	stdout => \$rows, stderr => \$view_err);

@@ -47,7 +47,7 @@ $node->connect_ok('dbname=postgres user=stu1',
 ok(!backend_alive($node, $idle->{pid}), 'the stray idle session is gone');
 ok(backend_alive($node, $busy->{pid}), 'the session busy in a query is not evicted');
 ok( $node->log_contains(
-		qr/evicting idle connection $idle->{pid} of role "stu1" to admit a new login/,
+		qr/evicting idle connection $idle->{pid} of role "stu1" to admit a login of process \d+/,
 		$offset),
 	'the eviction is logged');
 wait_for_count($node, 'student', 1);
@@ -67,7 +67,7 @@ set_min_idle('1h');
 my $fresh = open_session($node, 'stu1', app => 'fresh');
 $node->connect_fails('dbname=postgres user=stu1',
 	'no session idle long enough: the login is refused',
-	expected_stderr => qr/DETAIL:  Role "stu1" has 2 connections; the limit for members of "student" is 2\. No connection of role "stu1" has been idle for 3600000 ms or more, so none was evicted\./);
+	expected_stderr => qr/DETAIL:  Role "stu1" has 2 connections; the limit for members of "student" is 2\. None of them has been idle for 3600000 ms or more, so none was evicted\./);
 ok(backend_alive($node, $fresh->{pid}) && backend_alive($node, $busy->{pid}),
 	'both sessions survive the refused login');
 

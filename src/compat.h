@@ -1,0 +1,30 @@
+/*
+ * compat.h
+ *		The differences between the PostgreSQL releases connmgr supports
+ *		(15 to 18), in one place.  Other files use these names and never
+ *		test PG_VERSION_NUM themselves.
+ */
+#ifndef CONNMGR_COMPAT_H
+#define CONNMGR_COMPAT_H
+
+#if PG_VERSION_NUM < 150000
+#error "connmgr requires PostgreSQL 15 or later"
+#endif
+
+#include "storage/proc.h"
+
+/* This backend's index among the PGPROC entries (0 .. MaxBackends - 1). */
+#if PG_VERSION_NUM >= 170000
+#define CONNMGR_MY_PROC_INDEX	MyProcNumber
+#else
+#define CONNMGR_MY_PROC_INDEX	(MyProc->pgprocno)
+#endif
+
+/* The backend status entry at index 1 .. pgstat_fetch_stat_numbackends(). */
+#if PG_VERSION_NUM >= 160000
+#define connmgr_local_beentry(i)	pgstat_get_local_beentry_by_index(i)
+#else
+#define connmgr_local_beentry(i)	pgstat_fetch_stat_local_beentry(i)
+#endif
+
+#endif							/* CONNMGR_COMPAT_H */
