@@ -246,5 +246,40 @@ is($node->safe_psql('postgres',
 	'1', 'a login within the cap is counted, even from before its policy existed');
 close_sessions($node, @s);
 
+# Role names are read like SQL identifiers by every function: 'STU1' is
+# stu1 for set_connection_limit as for listUserConnections, and a name
+# longer than 63 bytes is refused instead of being truncated onto the role
+# whose name is its first 63 bytes.
+my $long = 'x' x 63;
+$node->safe_psql('postgres', qq{CREATE ROLE "$long" LOGIN});
+my ($ret, $out, $err) = sql_as($node, undef,
+	"SELECT connmgr.set_connection_limit('${long}y', per_member => 0)");
+like($err, qr/ERROR:  42622: role name "x{63}\.\.\." is too long/,
+	'a 64-byte role name is refused with 42622');
+login_ok($long, 'and the role with the truncated name is not limited');
+is($node->safe_psql('postgres',
+		"SELECT count(*) FROM pg_seclabels WHERE provider = 'connmgr' AND objname = '$long'"),
+	'0', 'no policy was written on the role with the truncated name');
+
+@s = open_sessions($node, 'stu1', 1);
+($ret, $out, $err) = sql_as($node, undef,
+	"SELECT connmgr.set_connection_limit('STU1', per_member => 1, on_limit => 'REJECT')");
+is($ret, 0, "set_connection_limit('STU1', on_limit => 'REJECT') is accepted");
+login_refused('stu1', 'Role "stu1" has 1 connection; its limit is 1.',
+	"a policy set as 'STU1' applies to stu1");
+is($node->safe_psql('postgres',
+		"SELECT count(*) FROM connmgr.listUserConnections('STU1')"),
+	'1', "listUserConnections('STU1') finds the same role");
+
+# Replacing a policy is visible to the client that does it.
+($ret, $out, $err) = sql_as($node, undef,
+	"SELECT connmgr.set_connection_limit('stu1', per_member => 1, total => 5); "
+	  . "SELECT connmgr.set_connection_limit('stu1', per_member => 2, on_limit => 'evict_idle')");
+like($err,
+	qr/NOTICE:  00000: replacing the connection limit policy of role "stu1"\n(?:.*\n)?DETAIL:  The policy was "per_member=1,total=5,on_limit=reject" and is now "per_member=2,on_limit=evict_idle"; limits that are not given are removed\./,
+	'replacing a policy shows the old and the new one');
+close_sessions($node, @s);
+$node->safe_psql('postgres', "SELECT connmgr.drop_connection_limit('stu1')");
+
 $node->stop;
 done_testing();
