@@ -46,7 +46,7 @@ extern bool connmgr_may_terminate(Oid caller, Oid target, bool walsender);
 extern bool connmgr_may_see(Oid caller, Oid target);
 extern bool connmgr_may_manage_policy(Oid caller, Oid target);
 extern void connmgr_check_may_manage_policy(Oid target, const char *name);
-extern bool connmgr_group_policy_applies(Oid user, Oid group);
+extern bool connmgr_group_policies_apply(Oid user);
 
 #define ROLES_ALL		0		/* every membership grant */
 #define ROLES_INHERITED	0x01	/* only grants that pass on privileges */
@@ -122,8 +122,8 @@ typedef enum ConnmgrClaimResult
 
 extern void connmgr_install_shmem_hooks(void);
 extern ConnmgrClaimResult connmgr_claim(Oid user, const Oid *roles, int nroles,
-										ConnmgrCheck *checks, int nchecks,
-										int *own_count);
+										ConnmgrCheck *checks, int nchecks);
+extern bool connmgr_holds_connection_in(Oid user, Oid role);
 extern bool connmgr_reserve_victim(int pid, const ConnmgrCheck *checks, int nchecks);
 extern void connmgr_spare_victim(int pid);
 extern int	connmgr_counter_snapshot(ConnmgrCounter *buf);

@@ -62,7 +62,6 @@ typedef struct LoginLimits
 	int			nroles;
 	ConnmgrCheck *checks;
 	int			nchecks;
-	int			own_count;		/* the user's connections, as last claimed */
 } LoginLimits;
 
 static char *
@@ -119,6 +118,7 @@ gather_limits(LoginLimits *limits)
 												  ROLES_INHERITED | ROLES_ENROLLED);
 	int			n = list_length(groups) + 1;
 	ConnmgrPolicy policy;
+	int			group_policies = -1;	/* do they apply?  -1: not asked yet */
 	int			per_member = -1;	/* the enforced one */
 	Oid			per_member_source = InvalidOid;
 	ConnmgrOnLimit per_member_action = ON_LIMIT_REJECT;
@@ -137,8 +137,11 @@ gather_limits(LoginLimits *limits)
 	{
 		Oid			role = limits->roles[i];
 
-		if (!usable_policy(role, &policy) ||
-			(i > 0 && !connmgr_group_policy_applies(limits->user, role)))
+		if (!usable_policy(role, &policy))
+			continue;
+		if (i > 0 && group_policies < 0)
+			group_policies = connmgr_group_policies_apply(limits->user);
+		if (i > 0 && !group_policies)
 			continue;
 		if (policy.total >= 0)
 			add_check(limits, role, false, policy.total, role, policy.on_limit);
@@ -199,13 +202,16 @@ errdetail_limit(const LoginLimits *limits, const ConnmgrCheck *check,
 							n, user, n, role_name(check->source), check->limit);
 }
 
-/* The HINT of a refusal: what this user can do about it. */
+/*
+ * The HINT of a refusal: what this user can do about it.  Closing
+ * connections helps only if some of the user's count toward the limit.
+ */
 static int
 errhint_refusal(const LoginLimits *limits, const ConnmgrCheck *check)
 {
 	if (check->limit == 0)
 		return errhint("This limit allows no connections at all. Ask your instructor or database administrator if you need to connect.");
-	if (limits->own_count > 0)
+	if (check->own || connmgr_holds_connection_in(limits->user, check->roleid))
 		return errhint("Close connections you no longer use, or ask your instructor or database administrator to end them.");
 	return errhint("Other members of role \"%s\" are using all of its connections. Try again later, or ask your instructor or database administrator to raise the limit.",
 				   role_name(check->roleid));
@@ -265,7 +271,7 @@ static ConnmgrClaimResult
 claim(LoginLimits *limits)
 {
 	return connmgr_claim(limits->user, limits->roles, limits->nroles,
-						 limits->checks, limits->nchecks, &limits->own_count);
+						 limits->checks, limits->nchecks);
 }
 
 /*
@@ -520,7 +526,7 @@ connmgr_enforce_limits(Oid user, const char *database)
 		RollbackAndReleaseCurrentSubTransaction();
 
 		/* A no-op if the failure came after the connection was counted. */
-		(void) connmgr_claim(user, &user, 1, NULL, 0, NULL);
+		(void) connmgr_claim(user, &user, 1, NULL, 0);
 		ereport(WARNING,
 				(errcode(edata->sqlerrcode),
 				 errmsg("could not apply the connection limits of role \"%s\": %s",

@@ -17,14 +17,16 @@
  *	- an administrator is a role that has CREATEROLE, is a member of
  *	  pg_signal_backend, or holds ADMIN OPTION on any role, itself or
  *	  through any role it belongs to (every kind of grant counts);
- *	- a fellow of an instructor belongs to a group (not a reserved pg_*
- *	  role) that the instructor belongs to without administering it, as
+ *	- a fellow of an instructor belongs to a group that the instructor
+ *	  belongs to without ADMIN OPTION, that is not predefined, and that is
+ *	  neither one of the instructor's classes nor contains one, as
  *	  co-instructors sharing a "teachers" group do;
  *	- whoever may terminate a connection may see it, and so may superusers
  *	  and members of pg_read_all_stats.
  *
  * The same two definitions keep group policies off administrators and off
- * fellows of the group's instructors (connmgr_group_policy_applies), so
+ * fellows of the instructors of any of their groups
+ * (connmgr_group_policies_apply), so
  * that whoever may enrol a role in a group cannot deny logins to a role it
  * may not terminate.
  *
@@ -169,24 +171,66 @@ is_administrator(Oid role, List *groups)
 }
 
 /*
+ * The groups that role holds ADMIN OPTION on, itself or through the groups
+ * it belongs to (role_groups, every kind of grant), and every group that
+ * contains one of them.
+ */
+static List *
+classes_and_their_groups(Oid role, List *role_groups)
+{
+	List	   *holders = lcons_oid(role, list_copy(role_groups));
+	List	   *result = NIL;
+	ListCell   *lc;
+
+	foreach(lc, holders)
+	{
+		CatCList   *grants = SearchSysCacheList1(AUTHMEMMEMROLE,
+												 ObjectIdGetDatum(lfirst_oid(lc)));
+
+		for (int i = 0; i < grants->n_members; i++)
+		{
+			Form_pg_auth_members grant =
+				(Form_pg_auth_members) GETSTRUCT(&grants->members[i]->tuple);
+
+			if (grant->admin_option && !list_member_oid(result, grant->roleid))
+				result = list_concat(lappend_oid(result, grant->roleid),
+									 connmgr_roles_containing(grant->roleid, ROLES_ALL));
+		}
+		ReleaseSysCacheList(grants);
+	}
+	return result;
+}
+
+/*
  * Is target (a member of target_groups) a fellow of instructor: does it
- * belong to a group that the instructor belongs to without administering
- * it (reserved pg_* roles aside), such as a shared "teachers" group?  The
- * instructor cannot change such a group's members, so no REVOKE of a
- * fellow's ADMIN OPTION makes the fellow a managed member.
+ * belong to a group that the instructor belongs to without ADMIN OPTION,
+ * that is not predefined, and that is neither one of the instructor's
+ * classes nor a group containing one (so an "all users" group above the
+ * classes makes nobody a fellow)?  The instructor cannot change such a
+ * group's members, so no REVOKE of a fellow's ADMIN OPTION makes the
+ * fellow a managed member.
  */
 static bool
 is_fellow(Oid instructor, List *target_groups)
 {
 	List	   *mine = connmgr_roles_containing(instructor, ROLES_ENROLLED);
+	List	   *classes = NIL;
+	bool		classes_known = false;
 	ListCell   *lc;
 
 	foreach(lc, mine)
 	{
 		Oid			group = lfirst_oid(lc);
 
-		if (list_member_oid(target_groups, group) && !is_predefined_role(group) &&
-			!is_admin_of_role(instructor, group))
+		if (!list_member_oid(target_groups, group) || is_predefined_role(group))
+			continue;
+		if (!classes_known)
+		{
+			classes = classes_and_their_groups(instructor,
+											   connmgr_roles_containing(instructor, ROLES_ALL));
+			classes_known = true;
+		}
+		if (!list_member_oid(classes, group))
 			return true;
 	}
 	return false;
@@ -212,32 +256,39 @@ instructs(Oid caller, Oid target)
 }
 
 /*
- * Does the policy of group apply to user, one of its members?  Not to an
- * administrator, nor to a fellow of a role holding ADMIN OPTION on the
- * group: a role that may enrol others in a group must not be able to deny
- * logins to roles it may not terminate.
+ * Do group policies apply to user?  Not to an administrator, nor to a
+ * fellow of a role holding ADMIN OPTION on any group the user belongs to:
+ * a role that may enrol others in a group (and so in every group that
+ * contains it) must not be able to deny logins to roles it may not
+ * terminate.  The user's own policy applies regardless.
  */
 bool
-connmgr_group_policy_applies(Oid user, Oid group)
+connmgr_group_policies_apply(Oid user)
 {
 	List	   *groups = connmgr_roles_containing(user, ROLES_ALL);
-	CatCList   *grants;
-	bool		applies;
+	ListCell   *lc;
 
 	if (is_administrator(user, groups))
 		return false;
-	grants = SearchSysCacheList1(AUTHMEMROLEMEM, ObjectIdGetDatum(group));
-	applies = true;
-	for (int i = 0; i < grants->n_members && applies; i++)
+	foreach(lc, groups)
 	{
-		Form_pg_auth_members grant =
-			(Form_pg_auth_members) GETSTRUCT(&grants->members[i]->tuple);
+		CatCList   *grants = SearchSysCacheList1(AUTHMEMROLEMEM,
+												 ObjectIdGetDatum(lfirst_oid(lc)));
+		bool		fellow = false;
 
-		if (grant->admin_option && grant->member != user)
-			applies = !is_fellow(grant->member, groups);
+		for (int i = 0; i < grants->n_members && !fellow; i++)
+		{
+			Form_pg_auth_members grant =
+				(Form_pg_auth_members) GETSTRUCT(&grants->members[i]->tuple);
+
+			fellow = grant->admin_option && grant->member != user &&
+				is_fellow(grant->member, groups);
+		}
+		ReleaseSysCacheList(grants);
+		if (fellow)
+			return false;
 	}
-	ReleaseSysCacheList(grants);
-	return applies;
+	return true;
 }
 
 bool

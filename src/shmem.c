@@ -220,14 +220,13 @@ release_at_exit(int code, Datum arg)
  * Check every limit in checks[] and, if no blocking one is reached, count
  * this backend's connection for user and for each of roles (which must
  * include user), all under one exclusive lock.  Each check's 'current' is
- * set to the count seen; 'reached' tells whether it was at its limit;
- * *own_count (if not NULL) is set to the user's connections seen.
+ * set to the count seen; 'reached' tells whether it was at its limit.
  * Non-blocking checks (log-only policies) never stop the claim.  A backend
  * claims at most once.
  */
 ConnmgrClaimResult
 connmgr_claim(Oid user, const Oid *roles, int nroles,
-			  ConnmgrCheck *checks, int nchecks, int *own_count)
+			  ConnmgrCheck *checks, int nchecks)
 {
 	static bool exit_callback_registered = false;
 	Oid		   *saved;
@@ -257,8 +256,6 @@ connmgr_claim(Oid user, const Oid *roles, int nroles,
 		checks[i].reached = checks[i].current >= checks[i].limit;
 		blocked |= checks[i].reached && checks[i].blocking;
 	}
-	if (own_count)
-		*own_count = current_count(user, true);
 	if (!blocked)
 		charged = charge(user, saved, nroles);
 	if (charged)
@@ -323,6 +320,22 @@ connmgr_reserve_victim(int pid, const ConnmgrCheck *checks, int nchecks)
 	}
 	LWLockRelease(shared->lock);
 	return frees;
+}
+
+/* Does user hold a counted connection that was charged for role? */
+bool
+connmgr_holds_connection_in(Oid user, Oid role)
+{
+	bool		result = false;
+
+	if (shared == NULL)
+		return false;
+	LWLockAcquire(shared->lock, LW_SHARED);
+	for (int i = 0; i < MaxBackends && !result; i++)
+		result = shared->slots[i].pid != 0 && shared->slots[i].user == user &&
+			slot_charged_for(&shared->slots[i], role);
+	LWLockRelease(shared->lock);
+	return result;
 }
 
 /* Give back a victim this login reserved but decided to spare. */
