@@ -15,7 +15,8 @@ OBJS = \
 	src/limits.o \
 	src/auth_hook.o \
 	src/limits_api.o \
-	src/names.o
+	src/names.o \
+	src/admin_api.o
 
 EXTENSION = connmgr
 DATA = connmgr--1.0.sql

@@ -47,9 +47,8 @@ CREATE FUNCTION connmgr.killUserConnections(userName VARCHAR(63))
     AS 'MODULE_PATHNAME', 'connmgr_kill_user_connections'
     LANGUAGE C VOLATILE STRICT;
 
--- Text overloads: current_user and session_user are of type name, which
--- PostgreSQL casts to text but not implicitly to VARCHAR.  A quoted literal
--- resolves to the text overload too (text is the preferred string type).
+-- Text overloads: a quoted literal resolves to these (text is the
+-- preferred string type); names are read like SQL identifiers.
 CREATE FUNCTION connmgr.listUserConnections(userName TEXT)
     RETURNS TABLE (userName VARCHAR(63),
                    pid INT,
@@ -65,6 +64,23 @@ CREATE FUNCTION connmgr.killUserConnections(userName TEXT)
     AS 'MODULE_PATHNAME', 'connmgr_kill_user_connections'
     LANGUAGE C VOLATILE STRICT;
 
+-- Name overloads: a value of type name (current_user, pg_roles.rolname) is
+-- a role name already and is taken exactly, never folded.
+CREATE FUNCTION connmgr.listUserConnections(userName NAME)
+    RETURNS TABLE (userName VARCHAR(63),
+                   pid INT,
+                   applicationName VARCHAR(63),
+                   clientAddress INET,
+                   connectionStartTime TIMESTAMPTZ,
+                   lastQueryStartTime TIMESTAMPTZ)
+    AS 'MODULE_PATHNAME', 'connmgr_list_user_connections'
+    LANGUAGE C VOLATILE STRICT;
+
+CREATE FUNCTION connmgr.killUserConnections(userName NAME)
+    RETURNS TABLE (pid INT, success BOOLEAN)
+    AS 'MODULE_PATHNAME', 'connmgr_kill_user_connections'
+    LANGUAGE C VOLATILE STRICT;
+
 COMMENT ON FUNCTION connmgr.listUserConnections(VARCHAR) IS
     'client connections of a user that the caller may see, oldest first (ClassDB-compatible)';
 COMMENT ON FUNCTION connmgr.killConnection(INT) IS
@@ -72,9 +88,13 @@ COMMENT ON FUNCTION connmgr.killConnection(INT) IS
 COMMENT ON FUNCTION connmgr.killUserConnections(VARCHAR) IS
     'terminate every connection of a user the caller may terminate, one row each (ClassDB-compatible)';
 COMMENT ON FUNCTION connmgr.listUserConnections(TEXT) IS
-    'listUserConnections for text and name arguments such as current_user';
+    'listUserConnections for text arguments, read like SQL identifiers';
 COMMENT ON FUNCTION connmgr.killUserConnections(TEXT) IS
-    'killUserConnections for text and name arguments such as current_user';
+    'killUserConnections for text arguments, read like SQL identifiers';
+COMMENT ON FUNCTION connmgr.listUserConnections(NAME) IS
+    'listUserConnections for role names of type name such as current_user, taken exactly';
+COMMENT ON FUNCTION connmgr.killUserConnections(NAME) IS
+    'killUserConnections for role names of type name such as current_user, taken exactly';
 
 -- Connection-limit policies, stored as security labels on roles (provider
 -- "connmgr") and enforced by the library at login.  Permission checks are
@@ -89,6 +109,21 @@ CREATE FUNCTION connmgr.set_connection_limit(role_name text,
     LANGUAGE C VOLATILE;
 
 CREATE FUNCTION connmgr.drop_connection_limit(role_name text)
+    RETURNS boolean
+    AS 'MODULE_PATHNAME', 'connmgr_drop_connection_limit'
+    LANGUAGE C VOLATILE;
+
+-- The same for a value of type name (pg_roles.rolname,
+-- connection_limits.role_name): taken exactly, never folded.
+CREATE FUNCTION connmgr.set_connection_limit(role_name name,
+                                             per_member integer DEFAULT NULL,
+                                             total integer DEFAULT NULL,
+                                             on_limit text DEFAULT 'reject')
+    RETURNS void
+    AS 'MODULE_PATHNAME', 'connmgr_set_connection_limit'
+    LANGUAGE C VOLATILE;
+
+CREATE FUNCTION connmgr.drop_connection_limit(role_name name)
     RETURNS boolean
     AS 'MODULE_PATHNAME', 'connmgr_drop_connection_limit'
     LANGUAGE C VOLATILE;
@@ -121,6 +156,10 @@ COMMENT ON FUNCTION connmgr.set_connection_limit(text, integer, integer, text) I
     'create or replace the connection-limit policy of a role';
 COMMENT ON FUNCTION connmgr.drop_connection_limit(text) IS
     'remove the connection-limit policy of a role; false if it had none';
+COMMENT ON FUNCTION connmgr.set_connection_limit(name, integer, integer, text) IS
+    'set_connection_limit for a role name of type name, taken exactly';
+COMMENT ON FUNCTION connmgr.drop_connection_limit(name) IS
+    'drop_connection_limit for a role name of type name, taken exactly';
 COMMENT ON FUNCTION connmgr.export_policies() IS
     'every policy as the SECURITY LABEL statement pg_dumpall writes for it (superusers only)';
 COMMENT ON FUNCTION connmgr_internal.connection_limit_rows() IS
@@ -141,3 +180,76 @@ COMMENT ON COLUMN connmgr.connection_limits.on_limit IS
     'what a login at the limit gets: reject, evict_idle or log';
 COMMENT ON COLUMN connmgr.connection_limits.applies IS
     'false for a policy on a superuser, which is never limited';
+
+-- Connection administration beyond ClassDB (Neo4j's listConnections and
+-- killConnections, MongoDB's dropConnections).  The same per-connection
+-- permission rules as the ClassDB functions, decided in C.
+CREATE FUNCTION connmgr_internal.connection_rows(
+        OUT connection_id text,
+        OUT pid integer,
+        OUT username name,
+        OUT database name,
+        OUT application_name text,
+        OUT client_address inet,
+        OUT client_port integer,
+        OUT server_address inet,
+        OUT server_port integer,
+        OUT connector text,
+        OUT ssl boolean,
+        OUT connect_time timestamptz,
+        OUT last_query_start timestamptz,
+        OUT state text,
+        OUT state_since timestamptz)
+    RETURNS SETOF record
+    AS 'MODULE_PATHNAME', 'connmgr_connection_rows'
+    LANGUAGE C VOLATILE;
+
+CREATE VIEW connmgr.connections AS
+    SELECT * FROM connmgr_internal.connection_rows();
+GRANT SELECT ON connmgr.connections TO PUBLIC;
+
+CREATE FUNCTION connmgr.kill_connections(ids text[],
+                                         reason text DEFAULT NULL,
+                                         dry_run boolean DEFAULT false)
+    RETURNS TABLE (connection_id text, username name, message text)
+    AS 'MODULE_PATHNAME', 'connmgr_kill_connections'
+    LANGUAGE C VOLATILE;
+
+CREATE FUNCTION connmgr.kill_connection(id text, reason text DEFAULT NULL)
+    RETURNS TABLE (connection_id text, username name, message text)
+    LANGUAGE sql VOLATILE
+    RETURN (SELECT k FROM connmgr.kill_connections(ARRAY[id], reason) k);
+
+CREATE FUNCTION connmgr.kill_client_connections(addresses text[],
+                                                reason text DEFAULT NULL,
+                                                dry_run boolean DEFAULT false)
+    RETURNS TABLE (address text, connection_id text, username name, message text)
+    AS 'MODULE_PATHNAME', 'connmgr_kill_client_connections'
+    LANGUAGE C VOLATILE;
+
+COMMENT ON FUNCTION connmgr_internal.connection_rows() IS
+    'internal: the rows of connmgr.connections';
+COMMENT ON VIEW connmgr.connections IS
+    'client connections the caller may see, with stable connection ids';
+COMMENT ON COLUMN connmgr.connections.connection_id IS
+    'the session id as %c in log_line_prefix writes it: start time and pid in hex; never names a later session that reuses the pid';
+COMMENT ON COLUMN connmgr.connections.pid IS 'the backend process id';
+COMMENT ON COLUMN connmgr.connections.username IS 'the role logged in';
+COMMENT ON COLUMN connmgr.connections.database IS 'the database connected to; NULL for a physical replication connection';
+COMMENT ON COLUMN connmgr.connections.application_name IS 'the application name the client gave (its user agent)';
+COMMENT ON COLUMN connmgr.connections.client_address IS 'the client''s IP address; NULL for Unix-socket connections';
+COMMENT ON COLUMN connmgr.connections.client_port IS 'the client''s TCP port; NULL for Unix-socket connections';
+COMMENT ON COLUMN connmgr.connections.server_address IS 'the server address the client connected to; NULL for Unix sockets';
+COMMENT ON COLUMN connmgr.connections.server_port IS 'the server port the client connected to; NULL for Unix sockets';
+COMMENT ON COLUMN connmgr.connections.connector IS 'tcp or unix';
+COMMENT ON COLUMN connmgr.connections.ssl IS 'whether the connection uses SSL';
+COMMENT ON COLUMN connmgr.connections.connect_time IS 'when the connection was opened';
+COMMENT ON COLUMN connmgr.connections.last_query_start IS 'when its last query started; NULL before the first';
+COMMENT ON COLUMN connmgr.connections.state IS 'running, idle, idle in transaction, idle in transaction (aborted), fastpath function call or disabled';
+COMMENT ON COLUMN connmgr.connections.state_since IS 'when the connection entered its state';
+COMMENT ON FUNCTION connmgr.kill_connections(text[], text, boolean) IS
+    'terminate connections by connection id or pid, one result row per element, in order';
+COMMENT ON FUNCTION connmgr.kill_connection(text, text) IS
+    'terminate one connection by connection id or pid';
+COMMENT ON FUNCTION connmgr.kill_client_connections(text[], text, boolean) IS
+    'terminate the connections from client addresses (address, address:port, [v6]:port or CIDR)';

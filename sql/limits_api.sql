@@ -134,6 +134,27 @@ SELECT connmgr.set_connection_limit('Regress_Mixed', 1);
 SELECT connmgr.drop_connection_limit('"Regress_Mixed"');
 DROP ROLE "Regress_Mixed";
 
+-- A value of type name (pg_roles.rolname, connection_limits.role_name) is
+-- taken exactly: dropping the policies listed in the view drops those, and
+-- never a role whose name differs only in case.
+CREATE ROLE "Regress_Case" LOGIN;
+CREATE ROLE regress_case LOGIN;
+SELECT connmgr.set_connection_limit('"Regress_Case"', per_member => 0);
+SELECT connmgr.set_connection_limit('regress_case', per_member => 5);
+SELECT connmgr.drop_connection_limit(role_name) FROM connmgr.connection_limits
+  WHERE role_name = 'Regress_Case';
+SELECT role_name, per_member FROM connmgr.connection_limits WHERE role_name ILIKE 'regress_case';
+SELECT connmgr.set_connection_limit(rolname, total => 3) FROM pg_roles
+  WHERE rolname ILIKE 'regress_case' ORDER BY rolname;
+SELECT role_name, per_member, total FROM connmgr.connection_limits
+  WHERE role_name ILIKE 'regress_case' ORDER BY role_name;
+-- Two strings naming one role in one statement: the second replaces the first.
+SELECT connmgr.set_connection_limit(r, per_member => n) FROM (VALUES ('REGRESS_CASE', 1), ('regress_case', 2)) v(r, n);
+SELECT role_name, per_member FROM connmgr.connection_limits WHERE role_name = 'regress_case';
+SELECT connmgr.drop_connection_limit(role_name) FROM connmgr.connection_limits
+  WHERE role_name ILIKE 'regress_case';
+DROP ROLE "Regress_Case", regress_case;
+
 -- Replacing a policy says what it was: unspecified limits are removed.
 \set VERBOSITY default
 SELECT connmgr.set_connection_limit('regress_stu1', per_member => 3, total => 60);

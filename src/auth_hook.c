@@ -2,8 +2,9 @@
  * auth_hook.c
  *		The ClientAuthentication_hook: where connection limits are enforced.
  *
- * Chains to the previous hook, then leaves alone what connmgr does not
- * limit: failed authentications, unknown roles (PostgreSQL rejects them
+ * Chains to the previous hook, then registers every authenticated client
+ * connection in shared memory (so that it has an identity and can be told
+ * why connmgr ends it), and leaves alone what connmgr does not limit: failed authentications, unknown roles (PostgreSQL rejects them
  * next), superusers, and physical replication connections.  Everything
  * else goes to limits.c, which counts the connection and applies the
  * policies: client backends, and logical replication connections
@@ -28,7 +29,10 @@ connmgr_client_auth(Port *port, int status)
 	if (prev_client_auth_hook)
 		prev_client_auth_hook(port, status);
 
-	if (status != STATUS_OK || (am_walsender && !am_db_walsender))
+	if (status != STATUS_OK)
+		return;
+	connmgr_register_backend(&port->laddr);
+	if (am_walsender && !am_db_walsender)
 		return;
 	user = get_role_oid(port->user_name, true);
 	if (!OidIsValid(user) || superuser_arg(user))

@@ -5,6 +5,11 @@
  * All reads go through the backend status snapshot that pgstat takes once
  * per transaction (no ProcArrayLock).  The entries returned here stay valid
  * until connmgr_refresh_backends() or the end of the transaction.
+ *
+ * A backend's identity is its pid and its start time: the pid alone is
+ * reused by the operating system.  Its connection id is what %c in
+ * log_line_prefix writes for it: the start time in seconds since the Unix
+ * epoch and the pid, both in hex, joined by a dot ("6578a1b2.3f9c").
  */
 #include "postgres.h"
 
@@ -12,6 +17,7 @@
 #include <netdb.h>
 
 #include "common/ip.h"
+#include "utils/timestamp.h"
 #include "pgstat.h"
 #include "utils/builtins.h"
 
@@ -33,6 +39,18 @@ connmgr_backend_at(int index)
 	return local ? &local->backendStatus : NULL;
 }
 
+static int
+hexval_or_minus_one(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
 /* The backend with this pid, or NULL if there is none (pid <= 0 included). */
 PgBackendStatus *
 connmgr_find_backend(int pid)
@@ -49,6 +67,80 @@ connmgr_find_backend(int pid)
 			return be;
 	}
 	return NULL;
+}
+
+/*
+ * The backend the caller chose is still there: same pid, same role, same
+ * start time.  'be' comes from a fresh snapshot.
+ */
+bool
+connmgr_same_backend(const PgBackendStatus *be, const ConnmgrTarget *target)
+{
+	return be != NULL && be->st_procpid == target->pid &&
+		be->st_userid == target->userid &&
+		be->st_proc_start_timestamp == target->started;
+}
+
+ConnmgrTarget
+connmgr_target_of(const PgBackendStatus *be)
+{
+	ConnmgrTarget target = {be->st_procpid, be->st_userid,
+	be->st_proc_start_timestamp};
+
+	return target;
+}
+
+/* The connection id of be, as %c in log_line_prefix writes it. */
+char *
+connmgr_connection_id(const PgBackendStatus *be)
+{
+	return psprintf("%lx.%x",
+					(long) timestamptz_to_time_t(be->st_proc_start_timestamp),
+					be->st_procpid);
+}
+
+/* Did be start in that second (of a connection id)? */
+bool
+connmgr_started_in_second(const PgBackendStatus *be, long start_seconds)
+{
+	return (long) timestamptz_to_time_t(be->st_proc_start_timestamp) == start_seconds;
+}
+
+/* A non-empty run of hex digits that fits in a long, or false. */
+static bool
+parse_hex(const char *s, size_t len, long *value)
+{
+	*value = 0;
+	if (len == 0 || len > 15)
+		return false;
+	for (size_t i = 0; i < len; i++)
+	{
+		int			digit = hexval_or_minus_one(s[i]);
+
+		if (digit < 0)
+			return false;
+		*value = *value * 16 + digit;
+	}
+	return true;
+}
+
+/*
+ * Parse a connection id ("<start seconds>.<pid>", both in hex) into its
+ * parts.  False for anything else.
+ */
+bool
+connmgr_parse_connection_id(const char *id, int *pid, long *start_seconds)
+{
+	const char *dot = strchr(id, '.');
+	long		pid_value;
+
+	if (dot == NULL ||
+		!parse_hex(id, dot - id, start_seconds) ||
+		!parse_hex(dot + 1, strlen(dot + 1), &pid_value) ||
+		pid_value <= 0 || pid_value > PG_INT32_MAX)
+		return false;
+	*pid = (int) pid_value;
+	return true;
 }
 
 /*
@@ -75,26 +167,36 @@ connmgr_is_client_connection(const PgBackendStatus *be)
 }
 
 /*
- * The client's IP address as text, or NULL for Unix-socket connections and
- * backends without a client.  Any IPv6 zone suffix is dropped, since inet
- * cannot hold it.
+ * The IP address of addr as text (and its port, if port is not NULL), or
+ * NULL for Unix sockets and backends without a client.  Any IPv6 zone
+ * suffix is dropped, since inet cannot hold it.
  */
 const char *
-connmgr_client_addr_text(const PgBackendStatus *be)
+connmgr_sockaddr_host(const SockAddr *addr, int *port)
 {
-	const SockAddr *addr = &be->st_clientaddr;
 	char		host[NI_MAXHOST];
+	char		service[NI_MAXSERV];
 	char	   *zone;
 
 	if (addr->addr.ss_family != AF_INET && addr->addr.ss_family != AF_INET6)
 		return NULL;
 	if (pg_getnameinfo_all(&addr->addr, addr->salen, host, sizeof(host),
-						   NULL, 0, NI_NUMERICHOST | NI_NUMERICSERV) != 0)
+						   service, sizeof(service),
+						   NI_NUMERICHOST | NI_NUMERICSERV) != 0)
 		return NULL;
 	zone = strchr(host, '%');
 	if (zone != NULL)
 		*zone = '\0';
+	if (port != NULL)
+		*port = atoi(service);
 	return pstrdup(host);
+}
+
+/* The client's IP address as text, or NULL (Unix socket, no client). */
+const char *
+connmgr_client_addr_text(const PgBackendStatus *be)
+{
+	return connmgr_sockaddr_host(&be->st_clientaddr, NULL);
 }
 
 Datum

@@ -104,79 +104,65 @@ connmgr_list_user_connections(PG_FUNCTION_ARGS)
 }
 
 /*
- * Why the caller may not terminate this connection, as a WARNING; or
- * nothing (true) if it may.  A connection the caller may not see is
- * reported exactly like one that does not exist.
+ * Report a kill's outcome as ClassDB's API does: true once the connection
+ * is gone, otherwise false with a WARNING that says why.  A connection the
+ * caller may not see is reported exactly like one that does not exist.
  */
 static bool
-check_kill_target(int pid, PgBackendStatus *be)
+report_outcome(const ConnmgrKill *kill)
 {
-	Oid			caller = GetUserId();
-
-	if (pid == MyProcPid)
+	switch (kill->outcome)
 	{
-		ereport(WARNING,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("cannot terminate your own connection"),
-				 errhint("Use pg_terminate_backend(pg_backend_pid()) if you really mean it.")));
-		return false;
+		case KILL_TERMINATED:
+		case KILL_ALREADY_GONE:
+			return true;
+		case KILL_OWN:
+			ereport(WARNING,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("cannot terminate your own connection"),
+					 errhint("Use pg_terminate_backend(pg_backend_pid()) if you really mean it.")));
+			break;
+		case KILL_NOT_FOUND:
+			ereport(WARNING,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("no connection with process ID %d", kill->pid)));
+			break;
+		case KILL_NOT_CLIENT:
+			ereport(WARNING,
+					(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+					 errmsg("process %d is not a client connection", kill->pid),
+					 errdetail("It is a %s process.", GetBackendTypeDesc(kill->backend_type))));
+			break;
+		case KILL_DENIED:
+			ereport(WARNING,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("permission denied to terminate connection %d", kill->pid),
+					 errdetail("Only superusers may terminate superusers' connections; "
+							   "others need the privileges of the connection's role, "
+							   "membership in pg_signal_backend, or ADMIN OPTION on a group "
+							   "the role belongs to.")));
+			break;
+		case KILL_TIMED_OUT:
+			ereport(WARNING,
+					(errcode(ERRCODE_OBJECT_IN_USE),
+					 errmsg("connection %d did not exit within %d ms",
+							kill->pid, connmgr_terminate_timeout_ms),
+					 errhint("Raise connmgr.terminate_timeout to wait longer.")));
+			break;
+		case KILL_WOULD_TERMINATE:
+			elog(ERROR, "unexpected dry-run outcome");
 	}
-	/*
-	 * System processes (no role) are visible to all, as in pg_stat_activity;
-	 * a client still logging in (no role yet, PostgreSQL 18) is not.
-	 */
-	if (be == NULL ||
-		((OidIsValid(be->st_userid) || connmgr_is_client_connection(be)) &&
-		 !connmgr_may_see(caller, be->st_userid)))
-	{
-		ereport(WARNING,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("no connection with process ID %d", pid)));
-		return false;
-	}
-	if (!connmgr_is_client_connection(be))
-	{
-		ereport(WARNING,
-				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
-				 errmsg("process %d is not a client connection", pid),
-				 errdetail("It is a %s process.", GetBackendTypeDesc(be->st_backendType))));
-		return false;
-	}
-	if (!connmgr_may_terminate(caller, be->st_userid,
-							   be->st_backendType == B_WAL_SENDER))
-	{
-		ereport(WARNING,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("permission denied to terminate connection %d", pid),
-				 errdetail("Only superusers may terminate superusers' connections; "
-						   "others need the privileges of the connection's role, "
-						   "membership in pg_signal_backend, or (except for replication "
-						   "connections) ADMIN OPTION on a group the role belongs to.")));
-		return false;
-	}
-	return true;
+	return false;
 }
 
 Datum
 connmgr_kill_connection(PG_FUNCTION_ARGS)
 {
-	int			pid;
-	PgBackendStatus *be;
-	ConnmgrTarget target;
-	bool		gone;
+	ConnmgrKill kill = {.pid = PG_GETARG_INT32(0)};
 
 	connmgr_require_preload();
-	if (PG_ARGISNULL(0))
-		PG_RETURN_NULL();
-	pid = PG_GETARG_INT32(0);
-	connmgr_refresh_backends();
-	be = connmgr_find_backend(pid);
-
-	if (!check_kill_target(pid, be))
-		PG_RETURN_BOOL(false);
-	target = connmgr_target_of(be);
-	connmgr_terminate_connections(&target, 1, &gone);
-	PG_RETURN_BOOL(gone);
+	connmgr_kill(&kill, 1, NULL, false);
+	PG_RETURN_BOOL(report_outcome(&kill));
 }
 
 Datum
@@ -185,45 +171,34 @@ connmgr_kill_user_connections(PG_FUNCTION_ARGS)
 	TupleDesc	tupdesc;
 	Tuplestorestate *store;
 	PgBackendStatus **procs;
-	int		   *pids;
-	ConnmgrTarget *targets;
-	bool	   *allowed;
-	bool	   *gone;
+	ConnmgrKill *kills;
 	int			n;
-	int			nrows = 0;
-	int			ntargets = 0;
+	int			nkills = 0;
 
 	connmgr_require_preload();
 	store = connmgr_begin_result_set(fcinfo, &tupdesc);
 	connmgr_refresh_backends();
 	n = visible_processes_of(connmgr_classdb_role_arg(fcinfo, 0), false, &procs);
-	pids = palloc(sizeof(int) * Max(n, 1));
-	targets = palloc(sizeof(ConnmgrTarget) * Max(n, 1));
-	allowed = palloc(sizeof(bool) * Max(n, 1));
-	gone = palloc(sizeof(bool) * Max(n, 1));
+	kills = palloc0(sizeof(ConnmgrKill) * Max(n, 1));
 
-	/* One row per process but the caller's own, decided before signalling. */
+	/* One row per process but the caller's own. */
 	for (int i = 0; i < n; i++)
 	{
 		if (procs[i]->st_procpid == MyProcPid)
 			continue;
-		pids[nrows] = procs[i]->st_procpid;
-		allowed[nrows] = check_kill_target(pids[nrows], procs[i]);
-		if (allowed[nrows])
-			targets[ntargets++] = connmgr_target_of(procs[i]);
-		nrows++;
+		kills[nkills].pid = procs[i]->st_procpid;
+		kills[nkills].started = procs[i]->st_proc_start_timestamp;
+		nkills++;
 	}
-	connmgr_terminate_connections(targets, ntargets, gone);
+	connmgr_kill(kills, nkills, NULL, false);
 
-	for (int i = 0, t = 0; i < nrows; i++)
+	for (int i = 0; i < nkills; i++)
 	{
 		Datum		values[2];
 		bool		nulls[2] = {false};
 
-		values[0] = Int32GetDatum(pids[i]);
-		values[1] = BoolGetDatum(allowed[i] && gone[t]);
-		if (allowed[i])
-			t++;
+		values[0] = Int32GetDatum(kills[i].pid);
+		values[1] = BoolGetDatum(report_outcome(&kills[i]));
 		tuplestore_putvalues(store, tupdesc, values, nulls);
 	}
 	return (Datum) 0;

@@ -27,4 +27,20 @@
 #define connmgr_local_beentry(i)	pgstat_fetch_stat_local_beentry(i)
 #endif
 
+/*
+ * Role administration.  From PostgreSQL 16 on, a membership grant carries
+ * its own INHERIT option (before, the member's rolinherit decided for all
+ * its grants), and altering a role takes CREATEROLE plus ADMIN OPTION on it
+ * (before, CREATEROLE alone, and superuser for replication roles).
+ */
+#if PG_VERSION_NUM >= 160000
+#define CONNMGR_GRANTS_HAVE_INHERIT_OPTION	true
+#define CONNMGR_ALTER_ROLE_NEEDS_ADMIN		true
+#define connmgr_grant_inherit_option(grant) ((grant)->inherit_option)
+#else
+#define CONNMGR_GRANTS_HAVE_INHERIT_OPTION	false
+#define CONNMGR_ALTER_ROLE_NEEDS_ADMIN		false
+#define connmgr_grant_inherit_option(grant) true
+#endif
+
 #endif							/* CONNMGR_COMPAT_H */

@@ -90,6 +90,7 @@ _PG_init(void)
 	define_gucs();
 	connmgr_install_shmem_hooks();
 	connmgr_install_auth_hook();
+	connmgr_install_emit_log_hook();
 	connmgr_register_label_provider();
 }
 

@@ -12,6 +12,7 @@
 
 #include "catalog/pg_authid.h"
 #include "fmgr.h"
+#include "libpq/pqcomm.h"
 #include "miscadmin.h"
 #include "nodes/pg_list.h"
 #include "utils/backend_status.h"
@@ -29,12 +30,25 @@ extern Tuplestorestate *connmgr_begin_result_set(FunctionCallInfo fcinfo,
 												 TupleDesc *tupdesc);
 
 /* backends.c: the current backends, as pg_stat_activity sees them */
+typedef struct ConnmgrTarget
+{
+	int			pid;
+	Oid			userid;
+	TimestampTz started;		/* tells a reused pid from the chosen backend */
+} ConnmgrTarget;
+
 extern int	connmgr_backend_count(void);
 extern PgBackendStatus *connmgr_backend_at(int index);
 extern PgBackendStatus *connmgr_find_backend(int pid);
+extern ConnmgrTarget connmgr_target_of(const PgBackendStatus *be);
+extern bool connmgr_same_backend(const PgBackendStatus *be, const ConnmgrTarget *target);
+extern char *connmgr_connection_id(const PgBackendStatus *be);
+extern bool connmgr_parse_connection_id(const char *id, int *pid, long *start_seconds);
+extern bool connmgr_started_in_second(const PgBackendStatus *be, long start_seconds);
 extern bool connmgr_is_client_connection(const PgBackendStatus *be);
 extern Datum connmgr_client_addr_datum(const PgBackendStatus *be, bool *isnull);
 extern const char *connmgr_client_addr_text(const PgBackendStatus *be);
+extern const char *connmgr_sockaddr_host(const SockAddr *addr, int *port);
 extern void connmgr_refresh_backends(void);
 
 /* names.c: how the SQL API reads role names */
@@ -42,7 +56,7 @@ extern Oid	connmgr_classdb_role_arg(FunctionCallInfo fcinfo, int argno);
 extern Oid	connmgr_role_arg(FunctionCallInfo fcinfo, int argno, const char **name);
 
 /* permissions.c: who may see, terminate and limit whom; role memberships */
-extern bool connmgr_may_terminate(Oid caller, Oid target, bool walsender);
+extern bool connmgr_may_terminate(Oid caller, Oid target);
 extern bool connmgr_may_see(Oid caller, Oid target);
 extern bool connmgr_may_manage_policy(Oid caller, Oid target);
 extern void connmgr_check_may_manage_policy(Oid target, const char *name);
@@ -92,7 +106,31 @@ extern List *connmgr_all_policies(void);
 extern void connmgr_write_policy(Oid roleid, const ConnmgrPolicy *policy);
 extern void connmgr_register_label_provider(void);
 
-/* shmem.c: per-role connection counters in shared memory */
+/* shmem.c: per-role counters and per-backend slots in shared memory */
+typedef enum ConnmgrEndingKind
+{
+	ENDING_NONE,
+	ENDING_KILL,				/* a kill function */
+	ENDING_EVICTION				/* evicted to admit a login of its role */
+} ConnmgrEndingKind;
+
+#define CONNMGR_REASON_LEN 256
+
+/* Who is terminating a connection through connmgr, and why. */
+typedef struct ConnmgrEnding
+{
+	ConnmgrEndingKind kind;
+	char		actor[NAMEDATALEN];
+	char		reason[CONNMGR_REASON_LEN];	/* "" for none */
+} ConnmgrEnding;
+
+typedef struct ConnmgrServerAddr
+{
+	int			pid;
+	TimestampTz started;
+	SockAddr	addr;
+} ConnmgrServerAddr;
+
 typedef struct ConnmgrCounter
 {
 	Oid			roleid;			/* hash key */
@@ -121,28 +159,49 @@ typedef enum ConnmgrClaimResult
 } ConnmgrClaimResult;
 
 extern void connmgr_install_shmem_hooks(void);
+extern void connmgr_register_backend(const SockAddr *server_addr);
+extern bool connmgr_note_ending(const ConnmgrTarget *target, const ConnmgrEnding *ending);
+extern bool connmgr_my_ending(ConnmgrEnding *ending);
+extern int	connmgr_server_addresses(ConnmgrServerAddr *buf);
 extern ConnmgrClaimResult connmgr_claim(Oid user, const Oid *roles, int nroles,
 										ConnmgrCheck *checks, int nchecks);
 extern bool connmgr_holds_connection_in(Oid user, Oid role);
 extern bool connmgr_reserve_victim(int pid, const ConnmgrCheck *checks, int nchecks);
 extern void connmgr_spare_victim(int pid);
+extern void connmgr_spare_victims(void);
 extern int	connmgr_counter_snapshot(ConnmgrCounter *buf);
 
-/* terminate.c: ending connections and waiting until they are gone */
-typedef struct ConnmgrTarget
+/* terminate.c: the one path that ends connections, and what victims see */
+typedef enum ConnmgrKillOutcome
 {
-	int			pid;
-	Oid			userid;
-	TimestampTz started;		/* tells a reused pid from the chosen backend */
-} ConnmgrTarget;
+	KILL_NOT_FOUND,				/* no such connection, or not visible */
+	KILL_OWN,					/* the caller's own connection */
+	KILL_NOT_CLIENT,			/* background worker, autovacuum, ... */
+	KILL_DENIED,				/* visible, but not the caller's to end */
+	KILL_WOULD_TERMINATE,		/* dry run: may be ended, not signalled */
+	KILL_TERMINATED,			/* signalled, and gone */
+	KILL_ALREADY_GONE,			/* exited before it was signalled */
+	KILL_TIMED_OUT				/* signalled, still there after the wait */
+} ConnmgrKillOutcome;
 
-extern ConnmgrTarget connmgr_target_of(const PgBackendStatus *be);
-extern bool connmgr_same_backend(const PgBackendStatus *be, const ConnmgrTarget *target);
-extern bool connmgr_send_terminate(int pid);
+/* One connection to end: the request and, after connmgr_kill(), the outcome. */
+typedef struct ConnmgrKill
+{
+	int			pid;			/* in */
+	bool		by_id;			/* in: start_seconds must match too */
+	long		start_seconds;	/* in */
+	TimestampTz started;		/* in: if not 0, must match exactly */
+	ConnmgrTarget target;		/* out: the backend found */
+	BackendType backend_type;	/* out */
+	char	   *connection_id;	/* out: its id, or NULL */
+	ConnmgrKillOutcome outcome; /* out */
+} ConnmgrKill;
+
+extern void connmgr_kill(ConnmgrKill *kills, int n, const char *reason, bool dry_run);
+extern bool connmgr_end_connection(const PgBackendStatus *be, ConnmgrEndingKind kind,
+								   const char *reason);
 extern bool connmgr_has_exited(int pid);
-extern void connmgr_signal_and_wait(const int *pids, bool *gone, int n, int timeout_ms);
-extern void connmgr_terminate_connections(const ConnmgrTarget *targets, int ntargets,
-										  bool *gone);
+extern void connmgr_install_emit_log_hook(void);
 
 /* limits.c: deciding whether a login may proceed under its policies */
 extern void connmgr_enforce_limits(Oid user, const char *database);

@@ -41,7 +41,6 @@
 #include "access/xact.h"
 #include "catalog/indexing.h"
 #include "catalog/pg_database.h"
-#include "libpq/libpq-be.h"
 #include "pgstat.h"
 #include "storage/latch.h"
 #include "utils/acl.h"
@@ -353,22 +352,13 @@ longest_idle(Oid user, List *tried, ConnmgrTarget *victim)
 	return true;
 }
 
-static void
-log_eviction(const LoginLimits *limits, const PgBackendStatus *be)
-{
-	ereport(LOG,
-			(errmsg("evicting idle connection %d of role \"%s\" to admit a login of process %d",
-					be->st_procpid, role_name(limits->user), MyProcPid),
-			 errdetail("The connection had been idle since %s; the login came from client %s.",
-					   timestamptz_to_str(be->st_state_start_timestamp),
-					   MyProcPort && MyProcPort->remote_host ?
-					   MyProcPort->remote_host : "(none)")));
-}
-
 /*
  * Choose the next victim, reserve it, check once more that it is still the
- * same idle connection, then log and signal it.  Returns its pid, or 0 if
- * no connection is left whose exit would free the blocking limits.
+ * same idle connection, then end it (log, note, signal).  Returns its pid,
+ * or 0 if no connection is left whose exit would free the blocking limits.
+ * Interrupts are held from reserving to signalling, so that a victim is
+ * never left reserved but unsignalled by a login that died in between; an
+ * error there is caught by connmgr_enforce_limits(), which spares it.
  */
 static int
 evict_next(const LoginLimits *limits, List **tried)
@@ -382,19 +372,24 @@ evict_next(const LoginLimits *limits, List **tried)
 		PgBackendStatus *be;
 
 		*tried = lappend_int(*tried, victim.pid);
+		HOLD_INTERRUPTS();
 		if (!connmgr_reserve_victim(victim.pid, limits->checks, limits->nchecks))
+		{
+			RESUME_INTERRUPTS();
 			continue;
+		}
 		connmgr_refresh_backends();
 		be = connmgr_find_backend(victim.pid);
 		if (!connmgr_same_backend(be, &victim) ||
 			!evictable(be, limits->user, cutoff))
 		{
 			connmgr_spare_victim(victim.pid);
+			RESUME_INTERRUPTS();
 			continue;
 		}
-		log_eviction(limits, be);
-		connmgr_send_terminate(victim.pid);
-		return victim.pid;
+		(void) connmgr_end_connection(be, ENDING_EVICTION, NULL);
+		RESUME_INTERRUPTS();
+		return victim.pid;		/* waited for even if it had just exited */
 	}
 	return 0;
 }
@@ -421,7 +416,8 @@ forget_exited(List **victims)
  * candidate is left, a limit whose policy says reject is reached, or
  * connmgr.terminate_timeout has passed.  Each victim is waited for at most
  * a quarter of the timeout before the next is signalled as well; whichever
- * exits first lets the login in.  A concurrent login may take the slot an
+ * exits first lets the login in, and so does a slot another connection
+ * frees meanwhile (the claim is retried every 100 ms).  A concurrent login may take the slot an
  * eviction freed: then the next candidate is tried.  *evicted tells
  * whether any connection was signalled.
  */
@@ -432,6 +428,7 @@ evict_until_admitted(LoginLimits *limits, bool *evicted)
 	TimestampTz deadline = TimestampTzPlusMilliseconds(start, connmgr_terminate_timeout_ms);
 	int			share_ms = Max(connmgr_terminate_timeout_ms / 4, 1);
 	TimestampTz next_victim_at = start;
+	TimestampTz next_claim_at = TimestampTzPlusMilliseconds(start, 100);
 	ConnmgrClaimResult result = CLAIM_BLOCKED;
 	List	   *tried = NIL;
 	List	   *victims = NIL;
@@ -457,8 +454,9 @@ evict_until_admitted(LoginLimits *limits, bool *evicted)
 						 10L, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
-		if (!forget_exited(&victims))
+		if (!forget_exited(&victims) && GetCurrentTimestamp() < next_claim_at)
 			continue;
+		next_claim_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 100);
 		result = claim(limits);
 		if (result != CLAIM_BLOCKED || must_reject(limits))
 			break;				/* admitted, or a reject policy now decides */
@@ -526,6 +524,7 @@ connmgr_enforce_limits(Oid user, const char *database)
 		RollbackAndReleaseCurrentSubTransaction();
 
 		/* A no-op if the failure came after the connection was counted. */
+		connmgr_spare_victims();
 		(void) connmgr_claim(user, &user, 1, NULL, 0);
 		ereport(WARNING,
 				(errcode(edata->sqlerrcode),

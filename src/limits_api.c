@@ -63,13 +63,15 @@ notice_replaced(Oid role, const char *name, const ConnmgrPolicy *new_policy)
 		case POLICY_VALID:
 			if (strcmp(connmgr_policy_text(&old), new_text) != 0)
 				ereport(NOTICE,
-						(errmsg("replacing the connection limit policy of role \"%s\"", name),
+						(errcode(ERRCODE_SUCCESSFUL_COMPLETION),
+						 errmsg("replacing the connection limit policy of role \"%s\"", name),
 						 errdetail("The policy was \"%s\" and is now \"%s\"; limits that are not given are removed.",
 								   connmgr_policy_text(&old), new_text)));
 			break;
 		case POLICY_INVALID:
 			ereport(NOTICE,
-					(errmsg("replacing the damaged connection limit policy of role \"%s\"", name),
+					(errcode(ERRCODE_SUCCESSFUL_COMPLETION),
+					 errmsg("replacing the damaged connection limit policy of role \"%s\"", name),
 					 errdetail("The policy is now \"%s\".", new_text)));
 			break;
 		case POLICY_NONE:
@@ -79,7 +81,7 @@ notice_replaced(Oid role, const char *name, const ConnmgrPolicy *new_policy)
 
 /* A limit argument: NULL means none (-1); negative values are refused. */
 static int
-limit_arg(FunctionCallInfo fcinfo, int argno, const char *what)
+limit_arg(FunctionCallInfo fcinfo, int argno)
 {
 	int			limit;
 
@@ -89,7 +91,8 @@ limit_arg(FunctionCallInfo fcinfo, int argno, const char *what)
 	if (limit < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s must not be negative", what),
+				 argno == 1 ? errmsg("per_member must not be negative") :
+				 errmsg("total must not be negative"),
 				 errhint("Use 0 to keep the role's members from connecting at all, or NULL for no limit.")));
 	return limit;
 }
@@ -104,8 +107,8 @@ connmgr_set_connection_limit(PG_FUNCTION_ARGS)
 
 	connmgr_require_preload();
 	role = managed_role_arg(fcinfo, 0, "connmgr.set_connection_limit()", &name);
-	policy.per_member = limit_arg(fcinfo, 1, "per_member");
-	policy.total = limit_arg(fcinfo, 2, "total");
+	policy.per_member = limit_arg(fcinfo, 1);
+	policy.total = limit_arg(fcinfo, 2);
 	if (PG_ARGISNULL(3))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),

@@ -1,10 +1,14 @@
 /*
  * names.c
- *		How every function of the SQL API reads a role name: as SQL reads an
- *		identifier (and as ClassDB does).  A name in double quotes keeps its
- *		case, with "" standing for one "; any other name is folded to lower
- *		case.  So 'Student' and 'student' name role student, '"Student"'
- *		names role Student.
+ *		How every function of the SQL API reads a role name.  A string (a
+ *		text or varchar argument, such as a quoted literal) is read as SQL
+ *		reads an identifier, and as ClassDB does: in double quotes it keeps
+ *		its case, with "" standing for one "; otherwise it is folded to
+ *		lower case.  So 'Student' and 'student' name role student, and
+ *		'"Student"' names role Student.  A value of type name (current_user,
+ *		pg_roles.rolname, connection_limits.role_name) is a role name
+ *		already and is taken exactly; every name-taking function has a name
+ *		overload for that.
  *
  * The ClassDB-compatible functions answer a name that names no role (NULL,
  * empty, too long, unknown) with no rows, as ClassDB does; the policy
@@ -14,6 +18,7 @@
 
 #include "mb/pg_wchar.h"
 #include "parser/scansup.h"
+#include "catalog/pg_type.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 
@@ -43,24 +48,41 @@ fold_role_name(const char *input)
 }
 
 /*
- * The role named by text argument argno, or InvalidOid for a NULL, empty,
- * too long or unknown name.
+ * The role name that argument argno stands for (possibly empty or too
+ * long); *input is set to the argument as given.
+ */
+static char *
+role_name_arg(FunctionCallInfo fcinfo, int argno, char **input)
+{
+	if (get_fn_expr_argtype(fcinfo->flinfo, argno) == NAMEOID)
+	{
+		*input = pstrdup(NameStr(*PG_GETARG_NAME(argno)));
+		return *input;
+	}
+	*input = text_to_cstring(PG_GETARG_TEXT_PP(argno));
+	return fold_role_name(*input);
+}
+
+/*
+ * The role named by argument argno, or InvalidOid for a NULL, empty, too
+ * long or unknown name.
  */
 Oid
 connmgr_classdb_role_arg(FunctionCallInfo fcinfo, int argno)
 {
+	char	   *input;
 	char	   *name;
 
 	if (PG_ARGISNULL(argno))
 		return InvalidOid;
-	name = fold_role_name(text_to_cstring(PG_GETARG_TEXT_PP(argno)));
+	name = role_name_arg(fcinfo, argno, &input);
 	if (name[0] == '\0' || strlen(name) >= NAMEDATALEN)
 		return InvalidOid;
 	return get_role_oid(name, true);
 }
 
 /*
- * The role named by text argument argno; *name is set to the folded name.
+ * The role named by argument argno; *name is set to the role's name.
  * Raises an error for a NULL, empty, too long or unknown name.
  */
 Oid
@@ -74,8 +96,7 @@ connmgr_role_arg(FunctionCallInfo fcinfo, int argno, const char **name)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("role name must not be null")));
-	input = text_to_cstring(PG_GETARG_TEXT_PP(argno));
-	folded = fold_role_name(input);
+	folded = role_name_arg(fcinfo, argno, &input);
 	if (folded[0] == '\0')
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_NAME),

@@ -11,12 +11,13 @@
  *	  with pg_terminate_backend();
  *	- members of pg_signal_backend may terminate any other connection;
  *	- a role holding ADMIN OPTION on a group (a NOLOGIN role), an
- *	  instructor, may terminate the regular connections (not walsenders)
- *	  of that group's members, except administrators and the instructor's
- *	  fellows (below);
- *	- an administrator is a role that has CREATEROLE, is a member of
- *	  pg_signal_backend, or holds ADMIN OPTION on any role, itself or
- *	  through any role it belongs to (every kind of grant counts);
+ *	  instructor, may terminate the connections of that group's members,
+ *	  except administrators and the instructor's fellows (below); roles
+ *	  that can open replication connections are administrators;
+ *	- an administrator is a role that has SUPERUSER, CREATEROLE or
+ *	  REPLICATION, or holds ADMIN OPTION on any role, itself or through any
+ *	  role it belongs to, or is a member of pg_signal_backend (every kind
+ *	  of grant counts);
  *	- a fellow of an instructor belongs to a group that the instructor
  *	  belongs to without ADMIN OPTION, that is not predefined, and that is
  *	  neither one of the instructor's classes nor contains one, as
@@ -48,6 +49,7 @@
 #include "utils/syscache.h"
 
 #include "connmgr.h"
+#include "compat.h"
 
 static bool
 role_flag(Oid roleid, bool inherit)
@@ -93,10 +95,9 @@ add_direct_groups(Oid member, int flags, List **roles)
 {
 	CatCList   *grants;
 
-#if PG_VERSION_NUM < 160000
-	if ((flags & ROLES_INHERITED) && !role_flag(member, true))
+	if ((flags & ROLES_INHERITED) && !CONNMGR_GRANTS_HAVE_INHERIT_OPTION &&
+		!role_flag(member, true))
 		return;
-#endif
 
 	grants = SearchSysCacheList1(AUTHMEMMEMROLE, ObjectIdGetDatum(member));
 	for (int i = 0; i < grants->n_members; i++)
@@ -104,10 +105,8 @@ add_direct_groups(Oid member, int flags, List **roles)
 		Form_pg_auth_members grant =
 			(Form_pg_auth_members) GETSTRUCT(&grants->members[i]->tuple);
 
-#if PG_VERSION_NUM >= 160000
-		if ((flags & ROLES_INHERITED) && !grant->inherit_option)
+		if ((flags & ROLES_INHERITED) && !connmgr_grant_inherit_option(grant))
 			continue;
-#endif
 		if ((flags & ROLES_ENROLLED) && grant->admin_option)
 			continue;
 		*roles = list_append_unique_oid(*roles, grant->roleid);
@@ -146,25 +145,42 @@ has_admin_grant(Oid member)
 	return result;
 }
 
+/* Does the role have SUPERUSER, CREATEROLE or REPLICATION? */
+static bool
+has_administrator_attribute(Oid roleid)
+{
+	HeapTuple	tuple = SearchSysCache1(AUTHOID, ObjectIdGetDatum(roleid));
+	bool		result = false;
+
+	if (HeapTupleIsValid(tuple))
+	{
+		Form_pg_authid role = (Form_pg_authid) GETSTRUCT(tuple);
+
+		result = role->rolsuper || role->rolcreaterole || role->rolreplication;
+		ReleaseSysCache(tuple);
+	}
+	return result;
+}
+
 /*
- * Is role, a member of groups (every kind of grant), an administrator:
- * CREATEROLE, a member of pg_signal_backend, or ADMIN OPTION on any role,
- * held itself or through any role it belongs to?  Memberships count
- * whether or not they pass on privileges: a NOINHERIT member of
- * pg_signal_backend can still SET ROLE to it.
+ * Is role, a member of groups (every kind of grant), an administrator: does
+ * it, or any role it belongs to, have SUPERUSER, CREATEROLE or REPLICATION,
+ * hold ADMIN OPTION on a role, or is it a member of pg_signal_backend?
+ * Memberships count whether or not they pass on privileges: a NOINHERIT
+ * member can still SET ROLE.
  */
 static bool
 is_administrator(Oid role, List *groups)
 {
 	ListCell   *lc;
 
-	if (has_createrole_privilege(role) ||
-		list_member_oid(groups, ROLE_PG_SIGNAL_BACKEND) ||
-		has_admin_grant(role))
+	if (has_administrator_attribute(role) || has_admin_grant(role) ||
+		list_member_oid(groups, ROLE_PG_SIGNAL_BACKEND))
 		return true;
 	foreach(lc, groups)
 	{
-		if (has_admin_grant(lfirst_oid(lc)))
+		if (has_administrator_attribute(lfirst_oid(lc)) ||
+			has_admin_grant(lfirst_oid(lc)))
 			return true;
 	}
 	return false;
@@ -292,7 +308,7 @@ connmgr_group_policies_apply(Oid user)
 }
 
 bool
-connmgr_may_terminate(Oid caller, Oid target, bool walsender)
+connmgr_may_terminate(Oid caller, Oid target)
 {
 	if (superuser_arg(caller))
 		return true;
@@ -302,14 +318,14 @@ connmgr_may_terminate(Oid caller, Oid target, bool walsender)
 		return true;
 	if (has_privs_of_role(caller, ROLE_PG_SIGNAL_BACKEND))
 		return true;
-	return !walsender && instructs(caller, target);
+	return instructs(caller, target);
 }
 
 bool
 connmgr_may_see(Oid caller, Oid target)
 {
 	return has_privs_of_role(caller, ROLE_PG_READ_ALL_STATS) ||
-		connmgr_may_terminate(caller, target, false);
+		connmgr_may_terminate(caller, target);
 }
 
 bool
@@ -326,15 +342,12 @@ connmgr_may_manage_policy(Oid caller, Oid target)
 		result = false;
 	else if (role->rolsuper)
 		result = superuser_arg(caller);
-#if PG_VERSION_NUM >= 160000
-	else
+	else if (CONNMGR_ALTER_ROLE_NEEDS_ADMIN)
 		result = has_createrole_privilege(caller) && is_admin_of_role(caller, target);
-#else
 	else if (role->rolreplication)
 		result = superuser_arg(caller);
 	else
 		result = has_createrole_privilege(caller);
-#endif
 	ReleaseSysCache(tuple);
 	return result;
 }
@@ -343,12 +356,10 @@ connmgr_may_manage_policy(Oid caller, Oid target)
 static int
 errdetail_may_manage_policy(const char *name)
 {
-#if PG_VERSION_NUM >= 160000
-	return errdetail("Only roles with the CREATEROLE attribute and ADMIN OPTION on role \"%s\" may change its connection limit; for superuser roles, only superusers.",
-					 name);
-#else
+	if (CONNMGR_ALTER_ROLE_NEEDS_ADMIN)
+		return errdetail("Only roles with the CREATEROLE attribute and ADMIN OPTION on role \"%s\" may change its connection limit; for superuser roles, only superusers.",
+						 name);
 	return errdetail("Only roles with the CREATEROLE attribute may change connection limits; for superuser and replication roles, only superusers.");
-#endif
 }
 
 /* Raise the error that says why the current user may not change it. */

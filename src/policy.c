@@ -13,7 +13,8 @@
  * Label text: comma-separated key=value pairs, for example
  *		per_member=5,total=60,on_limit=evict_idle
  * per_member and total are optional non-negative integers (at least one
- * is present); on_limit is reject, evict_idle or log (in any case).  A
+ * is present); on_limit is reject, evict_idle or log.  Keys and values
+ * are case-insensitive.  A
  * label has at most CONNMGR_MAX_LABEL_LEN bytes, so PostgreSQL always
  * stores it inline and uncompressed: reading a TOASTed value would need a
  * relation that cannot be opened before a database is selected, and the
@@ -27,6 +28,7 @@
 #include "access/htup_details.h"
 #include "access/skey.h"
 #include "access/table.h"
+#include "access/xact.h"
 #include "catalog/indexing.h"
 #include "catalog/objectaddress.h"
 #include "catalog/pg_authid.h"
@@ -132,32 +134,32 @@ policy_problem(const char *label, ConnmgrPolicy *policy)
 
 		if (value == NULL)
 		{
-			problem = "Each item must have the form key=value.";
+			problem = _("Each item must have the form key=value.");
 			break;
 		}
 		*value++ = '\0';
-		if (strcmp(item, "per_member") == 0 && policy->per_member < 0)
+		if (pg_strcasecmp(item, "per_member") == 0 && policy->per_member < 0)
 		{
 			if ((policy->per_member = parse_limit(value)) < 0)
-				problem = "per_member must be a non-negative integer.";
+				problem = _("per_member must be a non-negative integer.");
 		}
-		else if (strcmp(item, "total") == 0 && policy->total < 0)
+		else if (pg_strcasecmp(item, "total") == 0 && policy->total < 0)
 		{
 			if ((policy->total = parse_limit(value)) < 0)
-				problem = "total must be a non-negative integer.";
+				problem = _("total must be a non-negative integer.");
 		}
-		else if (strcmp(item, "on_limit") == 0 && !seen_on_limit)
+		else if (pg_strcasecmp(item, "on_limit") == 0 && !seen_on_limit)
 		{
 			if (!connmgr_on_limit_from_name(value, &policy->on_limit))
-				problem = "on_limit must be reject, evict_idle or log.";
+				problem = _("on_limit must be reject, evict_idle or log.");
 			seen_on_limit = true;
 		}
 		else
-			problem = "Only per_member, total and on_limit are allowed, each at most once.";
+			problem = _("Only per_member, total and on_limit are allowed, each at most once.");
 	}
 	pfree(copy);
 	if (problem == NULL && policy->per_member < 0 && policy->total < 0)
-		problem = "At least one of per_member and total must be given.";
+		problem = _("At least one of per_member and total must be given.");
 	return problem;
 }
 
@@ -315,6 +317,8 @@ connmgr_write_policy(Oid roleid, const ConnmgrPolicy *policy)
 	ObjectAddressSet(address, AuthIdRelationId, roleid);
 	SetSecurityLabel(&address, CONNMGR_LABEL_PROVIDER,
 					 policy ? connmgr_policy_text(policy) : NULL);
+	/* let a later call of the same statement see (and replace) it */
+	CommandCounterIncrement();
 }
 
 /*

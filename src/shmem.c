@@ -1,20 +1,25 @@
 /*
  * shmem.c
- *		Connection counters in shared memory: one counter entry per role,
- *		and one slot per backend that says what that backend was charged
- *		for.
+ *		Connection state in shared memory: one counter entry per role, and
+ *		one slot per client backend that says who it is, what it was
+ *		charged for, and why it is being terminated.
  *
  * For every role with at least one counted connection, a hash entry holds
  *	- own:   the connections logged in as that role, and
  *	- total: the connections of that role and of its members (as limits.c
  *	         follows memberships), as they stood when each connection
  *	         logged in.
- * Each counted backend also fills its slot (indexed by its PGPROC number):
- * its pid, its user, the roles it was charged for (the first
+ * Each client backend fills its slot (indexed by its PGPROC number) when
+ * it has authenticated: its pid and start time (its identity, as in the
+ * connection id) and the server address the client connected to.  A
+ * counted backend adds its user, the roles it was charged for (the first
  * CONNMGR_SLOT_ROLES of them), and, once a login has chosen it as an
- * eviction victim, that login's pid.  Another backend's login reads the
+ * eviction victim, that login's pid: another backend's login reads the
  * slots to evict only connections whose exit frees the limits that block
  * it, and to make sure that one victim is evicted by one login only.
+ * Whoever terminates a connection through connmgr first writes into its
+ * slot who did it and why, matched on pid and start time, so the note can
+ * only reach that very session; the victim adds it to its own FATAL.
  *
  * Superusers' and physical replication connections are not counted.  Each
  * backend remembers locally which entries it charged and gives them back
@@ -29,8 +34,9 @@
  *	- A login checks every limit and charges the counters under a single
  *	  exclusive acquisition, so concurrent logins can never overshoot a
  *	  limit, and two logins below it are never both refused.
- *	- Releasing a charge and reserving or sparing a victim take the lock
- *	  exclusively; snapshots for the views take it shared.
+ *	- Registering, releasing, reserving or sparing a victim and writing an
+ *	  ending note take the lock exclusively; snapshots for the views and
+ *	  reading one's own note take it shared.
  *	- Nothing that can ereport() runs while the lock is held: entries are
  *	  added with HASH_ENTER_NULL, buffers are allocated beforehand, and
  *	  messages are built by the callers after release.
@@ -52,11 +58,14 @@
 
 typedef struct ConnmgrSlot
 {
-	int			pid;			/* 0: this backend holds no charge */
-	Oid			user;
+	int			pid;			/* 0: free */
+	TimestampTz started;		/* with pid, the backend's identity */
+	SockAddr	server_addr;	/* where the client connected to */
+	Oid			user;			/* InvalidOid: not counted */
 	int			evicted_by;		/* pid of the login evicting it, or 0 */
 	int			nroles;			/* roles charged, may exceed the array */
 	Oid			roles[CONNMGR_SLOT_ROLES];
+	ConnmgrEnding ending;		/* why it is being terminated */
 } ConnmgrSlot;
 
 typedef struct ConnmgrShared
@@ -70,6 +79,9 @@ static HTAB *counters = NULL;
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+/* Has this backend registered its slot (and its exit callback)? */
+static bool registered = false;
 
 /* What this backend charged, to give back at exit. */
 static Oid	charged_user = InvalidOid;
@@ -186,7 +198,6 @@ fill_my_slot(Oid user, const Oid *roles, int nroles)
 {
 	ConnmgrSlot *slot = &shared->slots[CONNMGR_MY_PROC_INDEX];
 
-	slot->pid = MyProcPid;
 	slot->user = user;
 	slot->evicted_by = 0;
 	slot->nroles = nroles;
@@ -203,17 +214,50 @@ current_count(Oid roleid, bool own)
 	return own ? entry->own : entry->total;
 }
 
+/* Lock held exclusively: give back every victim this backend reserved. */
+static void
+spare_my_victims(void)
+{
+	for (int i = 0; i < MaxBackends; i++)
+		if (shared->slots[i].evicted_by == MyProcPid)
+			shared->slots[i].evicted_by = 0;
+}
+
 static void
 release_at_exit(int code, Datum arg)
 {
-	if (n_charged_roles == 0)
-		return;
 	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
-	uncharge(charged_user, charged_roles, n_charged_roles);
-	shared->slots[CONNMGR_MY_PROC_INDEX].pid = 0;
-	shared->slots[CONNMGR_MY_PROC_INDEX].evicted_by = 0;
+	if (n_charged_roles > 0)
+		uncharge(charged_user, charged_roles, n_charged_roles);
+	memset(&shared->slots[CONNMGR_MY_PROC_INDEX], 0, sizeof(ConnmgrSlot));
+	spare_my_victims();
 	LWLockRelease(shared->lock);
 	n_charged_roles = 0;
+}
+
+/*
+ * Register this client backend in its slot, once it has authenticated:
+ * who it is and where the client connected to.  Every exit path clears
+ * the slot again and gives back what connmgr_claim() charged.
+ */
+void
+connmgr_register_backend(const SockAddr *server_addr)
+{
+	ConnmgrSlot *slot;
+
+	if (shared == NULL || registered)
+		return;
+	before_shmem_exit(release_at_exit, (Datum) 0);
+	registered = true;
+
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	slot = &shared->slots[CONNMGR_MY_PROC_INDEX];
+	memset(slot, 0, sizeof(ConnmgrSlot));
+	slot->pid = MyProcPid;
+	slot->started = MyStartTimestamp;
+	if (server_addr)
+		slot->server_addr = *server_addr;
+	LWLockRelease(shared->lock);
 }
 
 /*
@@ -222,30 +266,23 @@ release_at_exit(int code, Datum arg)
  * include user), all under one exclusive lock.  Each check's 'current' is
  * set to the count seen; 'reached' tells whether it was at its limit.
  * Non-blocking checks (log-only policies) never stop the claim.  A backend
- * claims at most once.
+ * claims at most once, after connmgr_register_backend().
  */
 ConnmgrClaimResult
 connmgr_claim(Oid user, const Oid *roles, int nroles,
 			  ConnmgrCheck *checks, int nchecks)
 {
-	static bool exit_callback_registered = false;
 	Oid		   *saved;
 	bool		blocked = false;
 	bool		charged = false;
 
-	if (shared == NULL || n_charged_roles > 0 || nroles == 0)
+	if (shared == NULL || !registered || n_charged_roles > 0 || nroles == 0)
 		return CLAIM_NOT_COUNTED;
 
 	/*
-	 * Register the release and allocate before taking the lock: nothing may
-	 * fail while it is held, nor between charging and being able to give
-	 * the charge back.
+	 * Allocate before taking the lock: nothing may fail while it is held,
+	 * nor between charging and being able to give the charge back.
 	 */
-	if (!exit_callback_registered)
-	{
-		before_shmem_exit(release_at_exit, (Datum) 0);
-		exit_callback_registered = true;
-	}
 	saved = MemoryContextAlloc(TopMemoryContext, sizeof(Oid) * nroles);
 	memcpy(saved, roles, sizeof(Oid) * nroles);
 
@@ -288,7 +325,7 @@ static ConnmgrSlot *
 slot_of(int pid)
 {
 	for (int i = 0; i < MaxBackends; i++)
-		if (shared->slots[i].pid == pid)
+		if (shared->slots[i].pid == pid && OidIsValid(shared->slots[i].user))
 			return &shared->slots[i];
 	return NULL;
 }
@@ -332,7 +369,7 @@ connmgr_holds_connection_in(Oid user, Oid role)
 		return false;
 	LWLockAcquire(shared->lock, LW_SHARED);
 	for (int i = 0; i < MaxBackends && !result; i++)
-		result = shared->slots[i].pid != 0 && shared->slots[i].user == user &&
+		result = shared->slots[i].user == user &&
 			slot_charged_for(&shared->slots[i], role);
 	LWLockRelease(shared->lock);
 	return result;
@@ -349,6 +386,86 @@ connmgr_spare_victim(int pid)
 	if (slot != NULL && slot->evicted_by == MyProcPid)
 		slot->evicted_by = 0;
 	LWLockRelease(shared->lock);
+}
+
+/*
+ * Give back every victim this login reserved, when the login check failed
+ * (a victim already signalled exits anyway).
+ */
+void
+connmgr_spare_victims(void)
+{
+	if (shared == NULL)
+		return;
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	spare_my_victims();
+	LWLockRelease(shared->lock);
+}
+
+/*
+ * Note why the connection target is being terminated, before it is
+ * signalled.  False if no registered backend has that pid and start time.
+ */
+bool
+connmgr_note_ending(const ConnmgrTarget *target, const ConnmgrEnding *ending)
+{
+	bool		found = false;
+
+	if (shared == NULL)
+		return false;
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	for (int i = 0; i < MaxBackends && !found; i++)
+	{
+		ConnmgrSlot *slot = &shared->slots[i];
+
+		if (slot->pid == target->pid && slot->started == target->started)
+		{
+			slot->ending = *ending;
+			found = true;
+		}
+	}
+	LWLockRelease(shared->lock);
+	return found;
+}
+
+/* Why this backend is being terminated; false if nobody said. */
+bool
+connmgr_my_ending(ConnmgrEnding *ending)
+{
+	ConnmgrSlot *slot;
+
+	if (shared == NULL || !registered)
+		return false;
+	LWLockAcquire(shared->lock, LW_SHARED);
+	slot = &shared->slots[CONNMGR_MY_PROC_INDEX];
+	*ending = slot->ending;
+	LWLockRelease(shared->lock);
+	return ending->kind != ENDING_NONE;
+}
+
+/*
+ * The server address of each registered backend, for the connections view:
+ * fills buf (room for MaxBackends entries) and returns how many.
+ */
+int
+connmgr_server_addresses(ConnmgrServerAddr *buf)
+{
+	int			n = 0;
+
+	if (shared == NULL)
+		return 0;
+	LWLockAcquire(shared->lock, LW_SHARED);
+	for (int i = 0; i < MaxBackends; i++)
+	{
+		if (shared->slots[i].pid == 0)
+			continue;
+		buf[n].pid = shared->slots[i].pid;
+		buf[n].started = shared->slots[i].started;
+		buf[n].addr = shared->slots[i].server_addr;
+		n++;
+	}
+	LWLockRelease(shared->lock);
+	return n;
 }
 
 /*

@@ -1,15 +1,32 @@
 /*
  * terminate.c
- *		Ending connections: log who asked, signal, wait until they are gone.
+ *		The one path that ends connections: decide, log, tell the victim,
+ *		signal, wait until gone.
  *
- * The caller has already decided that the targets may be terminated.  Just
- * before signalling, each target is looked up again in a fresh backend
- * snapshot: one that has exited meanwhile (or whose pid now belongs to a
- * different backend) is not signalled and counts as gone.  A connection is
- * gone once its process no longer exists (kill(pid, 0) fails with ESRCH),
- * by which time it has left the proc array and the postmaster has reaped
- * it, so a killed user can log in again at once.  The wait is bounded by
- * connmgr.terminate_timeout and can be cancelled.  No lock is taken.
+ * connmgr_kill() takes a batch of connections (by pid, or by connection id
+ * when the start time must match too) and decides each as a value, as
+ * PostgreSQL's signal_backend() does: own connection, not found (or not
+ * visible to the caller), not a client, denied, would terminate (a dry
+ * run), terminated, already gone, timed out.  The SQL functions turn the
+ * outcomes into WARNINGs (ClassDB API) or result rows (admin API).
+ * Eviction uses connmgr_end_connection(), the same logging, note and
+ * signal, with a wait loop of its own (limits.c).
+ *
+ * Just before signalling, each target is looked up again in a fresh
+ * backend snapshot: one that has exited meanwhile (or whose pid now
+ * belongs to a different backend) is not signalled and counts as gone.
+ * Before the signal, who ends the connection and why is written into the
+ * target's slot in shared memory (shmem.c), matched on pid and start time;
+ * the victim's emit_log_hook adds it as the DETAIL of its own "terminating
+ * connection due to administrator command", so the client learns who ended
+ * it and why.  A plain pg_terminate_backend() leaves no note, and the
+ * message is PostgreSQL's own.
+ *
+ * A connection is gone once its process no longer exists (kill(pid, 0)
+ * fails with ESRCH), by which time it has left the proc array and the
+ * postmaster has reaped it, so a killed user can log in again at once.
+ * The wait is bounded by connmgr.terminate_timeout and can be cancelled.
+ * No lock is held while waiting.
  */
 #include "postgres.h"
 
@@ -17,12 +34,17 @@
 
 #include "commands/dbcommands.h"
 #include "libpq/libpq-be.h"
+#include "mb/pg_wchar.h"
 #include "pgstat.h"
 #include "storage/latch.h"
 #include "utils/acl.h"
+#include "utils/elog.h"
+#include "utils/memutils.h"
 #include "utils/timestamp.h"
 
 #include "connmgr.h"
+
+static emit_log_hook_type prev_emit_log_hook = NULL;
 
 static const char *
 or_none(const char *s)
@@ -30,31 +52,66 @@ or_none(const char *s)
 	return (s != NULL && s[0] != '\0') ? s : "(none)";
 }
 
-static void
-log_termination(const PgBackendStatus *be)
+static const char *
+my_client(void)
 {
-	const char *target_role = GetUserNameFromId(be->st_userid, true);
-	const char *database = get_database_name(be->st_databaseid);
-	const char *requester = GetUserNameFromId(GetUserId(), true);
+	return MyProcPort ? or_none(MyProcPort->remote_host) : "(none)";
+}
 
-	ereport(LOG,
-			(errmsg("terminating connection %d of role \"%s\" at the request of role \"%s\"",
-					be->st_procpid, or_none(target_role), or_none(requester)),
-			 errdetail("The connection is to database \"%s\" from client %s with application name \"%s\". "
-					   "The request came from process %d, client %s.",
-					   or_none(database),
-					   or_none(connmgr_client_addr_text(be)),
-					   be->st_appname,
-					   MyProcPid,
-					   MyProcPort ? or_none(MyProcPort->remote_host) : "(none)")));
+/* The reason, ending with a full stop unless it ends a sentence itself. */
+static const char *
+as_sentence_end(const char *reason)
+{
+	char		last = reason[strlen(reason) - 1];
+
+	return (last == '.' || last == '!' || last == '?') ? reason : psprintf("%s.", reason);
+}
+
+/* The reason as a DETAIL sentence of its own. */
+static const char *
+reason_sentence(const char *reason)
+{
+	if (reason == NULL || reason[0] == '\0')
+		return _("No reason was given.");
+	return psprintf(_("The reason given: %s"), as_sentence_end(reason));
+}
+
+/* Log a termination at LOG: the actor, the target, the reason. */
+static void
+log_ending(const PgBackendStatus *be, ConnmgrEndingKind kind, const char *reason)
+{
+	const char *target_role = or_none(GetUserNameFromId(be->st_userid, true));
+	const char *database = or_none(get_database_name(be->st_databaseid));
+	const char *client = or_none(connmgr_client_addr_text(be));
+	const char *id = connmgr_connection_id(be);
+
+	if (kind == ENDING_EVICTION)
+		ereport(LOG,
+				(errcode(ERRCODE_SUCCESSFUL_COMPLETION),
+				 errmsg("evicting idle connection %d of role \"%s\" to admit a login of process %d",
+						be->st_procpid, target_role, MyProcPid),
+				 errdetail("The connection %s to database \"%s\" from client %s had been idle since %s; the login came from client %s.",
+						   id, database, client,
+						   timestamptz_to_str(be->st_state_start_timestamp),
+						   my_client())));
+	else
+		ereport(LOG,
+				(errcode(ERRCODE_SUCCESSFUL_COMPLETION),
+				 errmsg("terminating connection %d of role \"%s\" at the request of role \"%s\"",
+						be->st_procpid, target_role,
+						or_none(GetUserNameFromId(GetUserId(), true))),
+				 errdetail("The connection %s is to database \"%s\" from client %s with application name \"%s\". "
+						   "The request came from process %d, client %s. %s",
+						   id, database, client, be->st_appname, MyProcPid,
+						   my_client(), reason_sentence(reason))));
 }
 
 /*
  * Send SIGTERM to the backend, and to its process group where it has one.
  * False if the process no longer exists.
  */
-bool
-connmgr_send_terminate(int pid)
+static bool
+send_terminate(int pid)
 {
 #ifdef HAVE_SETSID
 	return !(kill(-pid, SIGTERM) != 0 && errno == ESRCH);
@@ -70,30 +127,106 @@ connmgr_has_exited(int pid)
 	return kill(pid, 0) != 0 && errno == ESRCH;
 }
 
-static bool
-all_gone(const int *pids, bool *gone, int n)
+/*
+ * End the connection be (from a fresh snapshot) on behalf of the current
+ * user: log it, note who and why for the victim, and signal it.  False if
+ * it had already exited.  The caller waits, if it wants to.
+ */
+bool
+connmgr_end_connection(const PgBackendStatus *be, ConnmgrEndingKind kind,
+					   const char *reason)
 {
-	bool		result = true;
+	ConnmgrTarget target = connmgr_target_of(be);
+	ConnmgrEnding ending;
+	const char *actor = GetUserNameFromId(kind == ENDING_EVICTION ?
+										  be->st_userid : GetUserId(), true);
 
-	for (int i = 0; i < n; i++)
-	{
-		if (!gone[i] && connmgr_has_exited(pids[i]))
-			gone[i] = true;
-		result &= gone[i];
-	}
-	return result;
+	memset(&ending, 0, sizeof(ending));
+	ending.kind = kind;
+	strlcpy(ending.actor, or_none(actor), NAMEDATALEN);
+	if (reason != NULL)
+		strlcpy(ending.reason, reason,
+				pg_mbcliplen(reason, strlen(reason), CONNMGR_REASON_LEN - 1) + 1);
+
+	log_ending(be, kind, reason);
+	(void) connmgr_note_ending(&target, &ending);
+	return send_terminate(be->st_procpid);
 }
 
-/* Wait, at most timeout_ms, until every pid has exited. */
+/* The backend the request names: the same pid, and start time if given. */
+static PgBackendStatus *
+find_requested(const ConnmgrKill *kill)
+{
+	PgBackendStatus *be = connmgr_find_backend(kill->pid);
+
+	if (be != NULL && kill->by_id && !connmgr_started_in_second(be, kill->start_seconds))
+		return NULL;
+	if (be != NULL && kill->started != 0 && be->st_proc_start_timestamp != kill->started)
+		return NULL;
+	return be;
+}
+
+/* Decide one request against the current snapshot, as a value. */
+static ConnmgrKillOutcome
+decide(ConnmgrKill *kill, bool dry_run)
+{
+	Oid			caller = GetUserId();
+	PgBackendStatus *be = find_requested(kill);
+
+	/*
+	 * System processes (no role) are visible to all, as in pg_stat_activity;
+	 * a client still logging in (no role yet, PostgreSQL 18) is not.
+	 */
+	if (be == NULL ||
+		((OidIsValid(be->st_userid) || connmgr_is_client_connection(be)) &&
+		 !connmgr_may_see(caller, be->st_userid)))
+		return KILL_NOT_FOUND;
+	kill->target = connmgr_target_of(be);
+	kill->connection_id = connmgr_connection_id(be);
+	kill->backend_type = be->st_backendType;
+	if (be->st_procpid == MyProcPid)
+		return KILL_OWN;
+	if (!connmgr_is_client_connection(be))
+		return KILL_NOT_CLIENT;
+	if (!connmgr_may_terminate(caller, be->st_userid))
+		return KILL_DENIED;
+	return dry_run ? KILL_WOULD_TERMINATE : KILL_TERMINATED;
+}
+
+/* The earlier request for the same backend, or -1. */
+static int
+earlier_request(const ConnmgrKill *kills, int i)
+{
+	for (int j = 0; j < i; j++)
+		if (kills[j].outcome == KILL_TERMINATED &&
+			kills[j].target.pid == kills[i].target.pid &&
+			kills[j].target.started == kills[i].target.started)
+			return j;
+	return -1;
+}
+
+/* Wait, at most timeout_ms, until every signalled target has exited. */
 static void
-wait_until_gone(const int *pids, bool *gone, int n, int timeout_ms)
+wait_until_gone(ConnmgrKill *kills, int n, int timeout_ms)
 {
 	TimestampTz start = GetCurrentTimestamp();
 
-	while (!all_gone(pids, gone, n))
+	for (;;)
 	{
-		if (TimestampDifferenceExceeds(start, GetCurrentTimestamp(), timeout_ms))
-			break;
+		bool		waiting = false;
+
+		for (int i = 0; i < n; i++)
+		{
+			if (kills[i].outcome != KILL_TIMED_OUT)
+				continue;
+			if (connmgr_has_exited(kills[i].target.pid))
+				kills[i].outcome = KILL_TERMINATED;
+			else
+				waiting = true;
+		}
+		if (!waiting ||
+			TimestampDifferenceExceeds(start, GetCurrentTimestamp(), timeout_ms))
+			return;
 		(void) WaitLatch(MyLatch,
 						 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 10L, PG_WAIT_EXTENSION);
@@ -103,71 +236,80 @@ wait_until_gone(const int *pids, bool *gone, int n, int timeout_ms)
 }
 
 /*
- * Send SIGTERM to each pid whose gone[i] is false, then wait for all of
- * them together, at most timeout_ms; gone[i] tells whether pids[i] has
- * exited.  Logs nothing: callers say why.
+ * Decide every request, then (unless dry_run) end all the connections that
+ * may be ended, each once however often it was requested, and wait for all
+ * of them together, at most connmgr.terminate_timeout.  Sets each
+ * request's outcome.  Refreshes the backend snapshot: status entries the
+ * caller holds are invalid afterwards.
  */
 void
-connmgr_signal_and_wait(const int *pids, bool *gone, int n, int timeout_ms)
+connmgr_kill(ConnmgrKill *kills, int n, const char *reason, bool dry_run)
 {
+	connmgr_refresh_backends();
 	for (int i = 0; i < n; i++)
-		if (!gone[i] && !connmgr_send_terminate(pids[i]))
-			gone[i] = true;
-	wait_until_gone(pids, gone, n, timeout_ms);
-}
-
-/*
- * The backend the caller chose is still there: same pid, same role, same
- * start time.  'be' comes from a fresh snapshot.
- */
-bool
-connmgr_same_backend(const PgBackendStatus *be, const ConnmgrTarget *target)
-{
-	return be != NULL && be->st_procpid == target->pid &&
-		be->st_userid == target->userid &&
-		be->st_proc_start_timestamp == target->started;
-}
-
-ConnmgrTarget
-connmgr_target_of(const PgBackendStatus *be)
-{
-	ConnmgrTarget target = {be->st_procpid, be->st_userid,
-	be->st_proc_start_timestamp};
-
-	return target;
-}
-
-/*
- * Terminate every target on behalf of the current user and wait for all of
- * them together.  gone[i] tells whether targets[i] has exited; a WARNING
- * names each one that has not.  Refreshes the backend snapshot: status
- * entries the caller holds are invalid afterwards.
- */
-void
-connmgr_terminate_connections(const ConnmgrTarget *targets, int ntargets, bool *gone)
-{
-	int		   *pids = palloc(sizeof(int) * Max(ntargets, 1));
+		kills[i].outcome = decide(&kills[i], dry_run);
+	if (dry_run)
+		return;
 
 	connmgr_refresh_backends();
-	for (int i = 0; i < ntargets; i++)
+	for (int i = 0; i < n; i++)
 	{
-		PgBackendStatus *be = connmgr_find_backend(targets[i].pid);
+		PgBackendStatus *be;
 
-		pids[i] = targets[i].pid;
-		gone[i] = !connmgr_same_backend(be, &targets[i]);
-		if (!gone[i])
-			log_termination(be);
+		if (kills[i].outcome != KILL_TERMINATED || earlier_request(kills, i) >= 0)
+			continue;
+		be = connmgr_find_backend(kills[i].target.pid);
+		if (!connmgr_same_backend(be, &kills[i].target) ||
+			!connmgr_end_connection(be, ENDING_KILL, reason))
+			kills[i].outcome = KILL_ALREADY_GONE;
+		else
+			kills[i].outcome = KILL_TIMED_OUT;	/* until it has gone */
 	}
-	connmgr_signal_and_wait(pids, gone, ntargets, connmgr_terminate_timeout_ms);
+	wait_until_gone(kills, n, connmgr_terminate_timeout_ms);
 
-	for (int i = 0; i < ntargets; i++)
+	for (int i = 0; i < n; i++)
 	{
-		if (!gone[i])
-			ereport(WARNING,
-					(errcode(ERRCODE_OBJECT_IN_USE),
-					 errmsg("connection %d did not exit within %d ms",
-							pids[i], connmgr_terminate_timeout_ms),
-					 errhint("Raise connmgr.terminate_timeout to wait longer.")));
+		int			j = earlier_request(kills, i);
+
+		if (kills[i].outcome == KILL_TERMINATED && j >= 0)
+			kills[i].outcome = kills[j].outcome;
 	}
-	pfree(pids);
+}
+
+/* The DETAIL that tells a client why connmgr ended its connection. */
+static char *
+ending_detail(const ConnmgrEnding *ending)
+{
+	if (ending->kind == ENDING_EVICTION)
+		return psprintf(_("Your connection was idle, so it was ended to admit a new login of role \"%s\" at its connection limit."),
+						ending->actor);
+	if (ending->reason[0] == '\0')
+		return psprintf(_("Your connection was ended by role \"%s\"."), ending->actor);
+	return psprintf(_("Your connection was ended by role \"%s\": %s"),
+					ending->actor, as_sentence_end(ending->reason));
+}
+
+/*
+ * emit_log_hook: when this backend reports "terminating connection due to
+ * administrator command" and connmgr noted who ended it, add that as the
+ * DETAIL, for the client and the server log alike.
+ */
+static void
+connmgr_emit_log(ErrorData *edata)
+{
+	ConnmgrEnding ending;
+
+	if (prev_emit_log_hook)
+		prev_emit_log_hook(edata);
+	if (edata->elevel != FATAL || edata->sqlerrcode != ERRCODE_ADMIN_SHUTDOWN ||
+		edata->detail != NULL || !connmgr_my_ending(&ending))
+		return;
+	edata->detail = MemoryContextStrdup(ErrorContext, ending_detail(&ending));
+}
+
+void
+connmgr_install_emit_log_hook(void)
+{
+	prev_emit_log_hook = emit_log_hook;
+	emit_log_hook = connmgr_emit_log;
 }

@@ -1,7 +1,7 @@
 -- The SQL surface of connmgr: schema, functions, signatures, result
 -- columns and who may call them.
 BEGIN;
-SELECT plan(51);
+SELECT plan(67);
 
 -- The result columns (name and type) of a set-returning function.
 CREATE FUNCTION pg_temp.result_columns(f regprocedure) RETURNS text[]
@@ -76,7 +76,7 @@ SELECT is(
      FROM pg_proc WHERE pronamespace = 'connmgr'::regnamespace
       AND proname IN ('listuserconnections', 'killuserconnections', 'killconnection')),
   ARRAY['pid integer', 'username character varying', 'username character varying',
-        'username text', 'username text'],
+        'username name', 'username name', 'username text', 'username text'],
   'the ClassDB functions name their parameters pid and userName');
 SELECT is((SELECT count(*)::int FROM connmgr.listUserConnections(userName => 'nobody')), 0,
   'listUserConnections accepts userName => ...');
@@ -96,8 +96,12 @@ SELECT is(
   'set_connection_limit has the documented parameters and defaults');
 SELECT has_function('connmgr', 'drop_connection_limit', ARRAY['text']);
 SELECT function_returns('connmgr', 'drop_connection_limit', ARRAY['text'], 'boolean');
-SELECT hasnt_function('connmgr', 'set_connection_limit', ARRAY['name', 'integer', 'integer', 'text'],
-  'no name-typed overload that would truncate long names');
+SELECT has_function('connmgr', 'set_connection_limit', ARRAY['name', 'integer', 'integer', 'text'],
+  'a name overload takes catalog names (rolname, role_name) exactly');
+SELECT throws_ok(
+  format($$SELECT connmgr.set_connection_limit(%L, 1)$$, repeat('x', 64)),
+  '42622', NULL,
+  'a quoted literal resolves to the text overload, which refuses long names');
 SELECT has_function('connmgr', 'export_policies', ARRAY[]::text[]);
 SELECT function_returns('connmgr', 'export_policies', ARRAY[]::text[], 'setof text');
 SELECT function_privs_are('connmgr', 'export_policies', ARRAY[]::text[],
@@ -112,6 +116,50 @@ SELECT col_type_is('connmgr', 'connection_limits', 'total', 'integer', 'total is
 SELECT col_type_is('connmgr', 'connection_limits', 'on_limit', 'text', 'on_limit is text');
 SELECT table_privs_are('connmgr', 'connection_limits', 'pgtap_nobody', ARRAY['SELECT'],
   'everybody may query connection_limits (rows are filtered per caller)');
+
+-- The administration API (Neo4j / MongoDB style).
+SELECT has_view('connmgr', 'connections', 'the connections view exists');
+SELECT columns_are('connmgr', 'connections',
+  ARRAY['connection_id', 'pid', 'username', 'database', 'application_name',
+        'client_address', 'client_port', 'server_address', 'server_port',
+        'connector', 'ssl', 'connect_time', 'last_query_start', 'state', 'state_since']);
+SELECT col_type_is('connmgr', 'connections', 'connection_id', 'text', 'connection_id is text');
+SELECT col_type_is('connmgr', 'connections', 'client_address', 'inet', 'client_address is inet');
+SELECT table_privs_are('connmgr', 'connections', 'pgtap_nobody', ARRAY['SELECT'],
+  'everybody may query connections (rows are filtered per caller)');
+SELECT is(
+  (SELECT pg_get_function_arguments('connmgr.kill_connections(text[], text, boolean)'::regprocedure)),
+  'ids text[], reason text DEFAULT NULL::text, dry_run boolean DEFAULT false',
+  'kill_connections has the documented parameters');
+SELECT is(pg_temp.result_columns('connmgr.kill_connections(text[], text, boolean)'),
+  ARRAY['connection_id text', 'username name', 'message text'],
+  'kill_connections returns (connection_id, username, message)');
+SELECT is(pg_temp.result_columns('connmgr.kill_connection(text, text)'),
+  ARRAY['connection_id text', 'username name', 'message text'],
+  'kill_connection returns (connection_id, username, message)');
+SELECT is(
+  (SELECT pg_get_function_arguments('connmgr.kill_client_connections(text[], text, boolean)'::regprocedure)),
+  'addresses text[], reason text DEFAULT NULL::text, dry_run boolean DEFAULT false',
+  'kill_client_connections has the documented parameters');
+SELECT is(pg_temp.result_columns('connmgr.kill_client_connections(text[], text, boolean)'),
+  ARRAY['address text', 'connection_id text', 'username name', 'message text'],
+  'kill_client_connections returns (address, connection_id, username, message)');
+SELECT function_privs_are('connmgr', 'kill_connections', ARRAY['text[]', 'text', 'boolean'],
+  'pgtap_nobody', ARRAY['EXECUTE']);
+SELECT is((SELECT connection_id FROM connmgr.connections WHERE pid = pg_backend_pid()),
+  (SELECT to_hex(floor(extract(epoch FROM backend_start))::bigint) || '.' || to_hex(pid)
+     FROM pg_stat_activity WHERE pid = pg_backend_pid()),
+  'a connection id is the backend start time and pid in hex, as %c writes them');
+SELECT is((SELECT array_agg(message) FROM connmgr.kill_connections(
+             ARRAY[NULL, '', 'x', '12.', '.12', '-5', '0', 'g1.1', '1.2.3'])),
+  ARRAY['Invalid connection id', 'Invalid connection id', 'Invalid connection id',
+        'Invalid connection id', 'Invalid connection id', 'Invalid connection id',
+        'Invalid connection id', 'Invalid connection id', 'Invalid connection id'],
+  'malformed ids each get their own row');
+SELECT is((SELECT count(*)::int FROM connmgr.kill_connections(NULL)), 0,
+  'kill_connections(NULL) gives no rows');
+SELECT throws_ok($$SELECT * FROM connmgr.kill_connections(ARRAY['1'], NULL, NULL)$$,
+  '22004', 'dry_run must not be null', 'a NULL dry_run is refused');
 
 -- No SECURITY DEFINER functions anywhere in the extension.
 SELECT is(
@@ -142,9 +190,11 @@ SELECT is(
 SELECT is(
   (SELECT array_agg(proname::text ORDER BY proname) FROM pg_proc
     WHERE pronamespace = 'connmgr'::regnamespace),
-  ARRAY['drop_connection_limit', 'export_policies', 'killconnection',
-        'killuserconnections', 'killuserconnections', 'listuserconnections',
-        'listuserconnections', 'set_connection_limit'],
+  ARRAY['drop_connection_limit', 'drop_connection_limit', 'export_policies',
+        'kill_client_connections', 'kill_connection', 'kill_connections',
+        'killconnection', 'killuserconnections', 'killuserconnections',
+        'killuserconnections', 'listuserconnections', 'listuserconnections',
+        'listuserconnections', 'set_connection_limit', 'set_connection_limit'],
   'schema connmgr holds the API functions only');
 
 -- An unprivileged role sees nothing of other users.

@@ -139,21 +139,27 @@ like($err, qr/no connection with process ID $s[1]{pid}/,
 	'the superuser target gets a warning');
 $_->quit for @s;
 
-# The same through killUserConnections: a walsender of a student with the
-# REPLICATION attribute is a target the instructor may not touch; its row
-# says false and the student's regular session is still terminated.
+# A student with the REPLICATION attribute is an administrator (its
+# logical replication connections are infrastructure): the instructor
+# targets none of its connections, regular or walsender; a member of
+# pg_signal_backend ends them both, one row each.
 $node->safe_psql('postgres', 'CREATE ROLE stu3 LOGIN REPLICATION IN ROLE student');
 my $regular = open_session($node, 'stu3');
 my $walsender = open_session($node, 'stu3', replication => 'database');
 ($ret, $out, $err) = sql_as($node, 'instructor',
+	"SELECT count(*) FROM connmgr.killUserConnections('stu3')");
+is($out, '0', 'the instructor targets no connection of a REPLICATION role');
+ok(backend_alive($node, $walsender->{pid}) && backend_alive($node, $regular->{pid}),
+	'both of its connections survive');
+($ret, $out, $err) = sql_as($node, 'signaler',
 	"SELECT pid, success FROM connmgr.killUserConnections('stu3') ORDER BY pid");
 my %rows = map { split /\|/ } split /\n/, $out;
-is($rows{ $regular->{pid} }, 't', 'the regular session is terminated');
-is($rows{ $walsender->{pid} }, 'f', 'the walsender row reports false');
-like($err, qr/42501: permission denied to terminate connection $walsender->{pid}/,
-	'with a permission warning');
-ok(backend_alive($node, $walsender->{pid}), 'the walsender survives');
-ok(!backend_alive($node, $regular->{pid}), 'the regular session is gone');
+is($rows{ $regular->{pid} }, 't', 'pg_signal_backend ends the regular session');
+is($rows{ $walsender->{pid} }, 't', 'and the walsender');
+ok(!backend_alive($node, $regular->{pid}) && !backend_alive($node, $walsender->{pid}),
+	'both are gone');
+$_->quit for ($regular, $walsender);
+$walsender = open_session($node, 'stu3', replication => 'database');
 # stu3 itself may end its own walsender.
 (undef, $out) = sql_as($node, 'stu3', "SELECT connmgr.killConnection($walsender->{pid})");
 is($out, 't', 'a role may terminate its own walsender');

@@ -160,6 +160,30 @@ is($out, 't', 'and then ends the student\'s session');
 ok(!backend_alive($node, $stu->{pid}), 'which is gone');
 close_sessions($node, $stu);
 
+# 3b. Administrators through a group: a member of a superuser role (it may
+# SET ROLE to it), of a CREATEROLE group, and a REPLICATION role, each
+# enrolled by the instructor, are neither killed nor locked out by it.
+$node->safe_psql('postgres', q{
+	CREATE ROLE rootish NOLOGIN SUPERUSER;
+	CREATE ROLE dba5 LOGIN IN ROLE rootish;
+	CREATE ROLE creators NOLOGIN CREATEROLE;
+	CREATE ROLE dba6 LOGIN IN ROLE creators;
+	CREATE ROLE repl LOGIN REPLICATION;
+});
+set_limit("'student', per_member => 0");
+for my $admin ('dba5', 'dba6', 'repl')
+{
+	run_ok('instructor', "GRANT student TO $admin", "the instructor enrols $admin");
+	login_ok($admin, "$admin logs in despite the class limit of 0");
+}
+drop_limit('student');
+for my $admin ('dba5', 'dba6', 'repl')
+{
+	my $session = open_session($node, $admin);
+	kill_as('instructor', $session, 'f', "the instructor ends $admin");
+	close_sessions($node, $session);
+}
+
 # 4. A group that contains the class, which the instructor does not belong
 # to, makes no student a fellow of the instructor.
 $node->safe_psql('postgres',

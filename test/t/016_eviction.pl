@@ -104,7 +104,7 @@ is_deeply([ map { $_->[0] } @ev ], [ $stuck->{pid}, $next->{pid} ],
 	'both evictions are logged, the longest idle first');
 ok(@ev == 2 && $ev[0][1] == $ev[1][1], 'both by the same login');
 ok( $node->log_contains(
-		qr/evicting idle connection $stuck->{pid} of role "lab1" to admit a login of process \d+\n.*DETAIL:  The connection had been idle since \d{4}-\d\d-\d\d [\d:.]+[+-]\d\d(:\d\d)?(\s\S+)?; the login came from client \[local\]\./,
+		qr/evicting idle connection $stuck->{pid} of role "lab1" to admit a login of process \d+\n.*DETAIL:  The connection [0-9a-f]+\.[0-9a-f]+ to database "postgres" from client \(none\) had been idle since \d{4}-\d\d-\d\d [\d:.]+[+-]\d\d(:\d\d)?(\s\S+)?; the login came from client \[local\]\./,
 		$offset),
 	'the eviction DETAIL says since when and from which client');
 $_->quit for ($stuck, $next);
