@@ -193,12 +193,20 @@ decide(ConnmgrKill *kill, bool dry_run)
 	return dry_run ? KILL_WOULD_TERMINATE : KILL_TERMINATED;
 }
 
-/* The earlier request for the same backend, or -1. */
+/* Is the request one whose connection is (to be) ended? */
+static bool
+ends_connection(const ConnmgrKill *kill)
+{
+	return kill->outcome == KILL_TERMINATED || kill->outcome == KILL_TIMED_OUT ||
+		kill->outcome == KILL_ALREADY_GONE;
+}
+
+/* The earlier request that ends the same backend, or -1. */
 static int
 earlier_request(const ConnmgrKill *kills, int i)
 {
 	for (int j = 0; j < i; j++)
-		if (kills[j].outcome == KILL_TERMINATED &&
+		if (ends_connection(&kills[j]) &&
 			kills[j].target.pid == kills[i].target.pid &&
 			kills[j].target.started == kills[i].target.started)
 			return j;
@@ -269,9 +277,9 @@ connmgr_kill(ConnmgrKill *kills, int n, const char *reason, bool dry_run)
 
 	for (int i = 0; i < n; i++)
 	{
-		int			j = earlier_request(kills, i);
+		int			j = ends_connection(&kills[i]) ? earlier_request(kills, i) : -1;
 
-		if (kills[i].outcome == KILL_TERMINATED && j >= 0)
+		if (j >= 0)
 			kills[i].outcome = kills[j].outcome;
 	}
 }

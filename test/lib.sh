@@ -3,7 +3,8 @@
 # (PostgreSQL refuses to run as root).  Source it; it defines functions only.
 
 CONNMGR_PACKAGES="make gcc postgresql-15 postgresql-server-dev-15 libkrb5-dev
-postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl libipc-run-perl"
+postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl libipc-run-perl
+python3-psycopg2"
 
 # Run a command as root: directly when we are root, else through sudo.
 as_root() {
