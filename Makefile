@@ -13,10 +13,12 @@ OBJS = \
 	src/shmem.o \
 	src/policy.o \
 	src/limits.o \
-	src/auth_hook.o \
+	src/hooks.o \
 	src/limits_api.o \
 	src/names.o \
-	src/admin_api.o
+	src/admin_api.o \
+	src/stats.o \
+	src/stats_api.o
 
 EXTENSION = connmgr
 DATA = connmgr--1.0.sql

@@ -253,3 +253,144 @@ COMMENT ON FUNCTION connmgr.kill_connection(text, text) IS
     'terminate one connection by connection id or pid';
 COMMENT ON FUNCTION connmgr.kill_client_connections(text[], text, boolean) IS
     'terminate the connections from client addresses (address, address:port, [v6]:port or CIDR)';
+
+-- Monitoring: per-role activity and counters, the server's, and the event
+-- log.  Rows are filtered in C by the same rules as the other functions.
+CREATE FUNCTION connmgr_internal.role_activity_rows(
+        OUT role_name name,
+        OUT running integer,
+        OUT idle integer,
+        OUT idle_in_transaction integer,
+        OUT current integer,
+        OUT opened bigint,
+        OUT closed bigint,
+        OUT rejected bigint,
+        OUT evicted bigint,
+        OUT terminated bigint,
+        OUT auth_failed bigint,
+        OUT last_connect timestamptz,
+        OUT last_reject timestamptz,
+        OUT effective_limit integer,
+        OUT limit_source text,
+        OUT usage_pct double precision,
+        OUT status text)
+    RETURNS SETOF record
+    AS 'MODULE_PATHNAME', 'connmgr_role_activity_rows'
+    LANGUAGE C VOLATILE;
+
+CREATE FUNCTION connmgr_internal.server_activity_rows(
+        OUT max_connections integer,
+        OUT reserved_connections integer,
+        OUT current integer,
+        OUT available integer,
+        OUT usage_pct double precision,
+        OUT status text,
+        OUT opened bigint,
+        OUT closed bigint,
+        OUT rejected bigint,
+        OUT evicted bigint,
+        OUT terminated bigint,
+        OUT auth_failed bigint,
+        OUT opens_per_minute_1m double precision,
+        OUT opens_per_minute_5m double precision,
+        OUT opens_per_minute_15m double precision,
+        OUT net_growth_15m bigint,
+        OUT net_growth_1h bigint,
+        OUT stats_reset timestamptz)
+    RETURNS SETOF record
+    AS 'MODULE_PATHNAME', 'connmgr_server_activity_rows'
+    LANGUAGE C VOLATILE;
+
+CREATE FUNCTION connmgr_internal.connection_event_rows(
+        OUT event_time timestamptz,
+        OUT event text,
+        OUT connection_id text,
+        OUT pid integer,
+        OUT username name,
+        OUT database name,
+        OUT application_name text,
+        OUT client_address inet,
+        OUT actor name,
+        OUT reason text,
+        OUT duration interval)
+    RETURNS SETOF record
+    AS 'MODULE_PATHNAME', 'connmgr_connection_event_rows'
+    LANGUAGE C VOLATILE;
+
+CREATE FUNCTION connmgr.reset_stats() RETURNS void
+    AS 'MODULE_PATHNAME', 'connmgr_reset_stats'
+    LANGUAGE C VOLATILE;
+REVOKE EXECUTE ON FUNCTION connmgr.reset_stats() FROM PUBLIC;
+
+CREATE VIEW connmgr.role_activity AS
+    SELECT * FROM connmgr_internal.role_activity_rows();
+CREATE VIEW connmgr.server_activity AS
+    SELECT * FROM connmgr_internal.server_activity_rows();
+CREATE VIEW connmgr.connection_events AS
+    SELECT * FROM connmgr_internal.connection_event_rows();
+GRANT SELECT ON connmgr.role_activity, connmgr.server_activity,
+    connmgr.connection_events TO PUBLIC;
+
+COMMENT ON FUNCTION connmgr_internal.role_activity_rows() IS
+    'internal: the rows of connmgr.role_activity';
+COMMENT ON FUNCTION connmgr_internal.server_activity_rows() IS
+    'internal: the rows of connmgr.server_activity';
+COMMENT ON FUNCTION connmgr_internal.connection_event_rows() IS
+    'internal: the rows of connmgr.connection_events';
+COMMENT ON FUNCTION connmgr.reset_stats() IS
+    'forget all connection counters and events (not for PUBLIC)';
+
+COMMENT ON VIEW connmgr.role_activity IS
+    'per role: connections by state, counters since the last reset, and usage of the tightest limit';
+COMMENT ON COLUMN connmgr.role_activity.role_name IS 'the role (or a role name that failed to log in)';
+COMMENT ON COLUMN connmgr.role_activity.running IS 'connections running a query now (for a group with a total: its members'')';
+COMMENT ON COLUMN connmgr.role_activity.idle IS 'connections idle now';
+COMMENT ON COLUMN connmgr.role_activity.idle_in_transaction IS 'connections idle inside a transaction now';
+COMMENT ON COLUMN connmgr.role_activity.current IS 'connections now';
+COMMENT ON COLUMN connmgr.role_activity.opened IS 'logins admitted since the last reset';
+COMMENT ON COLUMN connmgr.role_activity.closed IS 'admitted connections that have ended';
+COMMENT ON COLUMN connmgr.role_activity.rejected IS 'logins refused with too many connections, by connmgr or by PostgreSQL''s own limits';
+COMMENT ON COLUMN connmgr.role_activity.evicted IS 'connections ended by evict_idle to admit another login';
+COMMENT ON COLUMN connmgr.role_activity.terminated IS 'connections ended through connmgr''s kill functions';
+COMMENT ON COLUMN connmgr.role_activity.auth_failed IS 'failed authentication attempts for this role name';
+COMMENT ON COLUMN connmgr.role_activity.last_connect IS 'when a login was last admitted';
+COMMENT ON COLUMN connmgr.role_activity.last_reject IS 'when a login was last refused';
+COMMENT ON COLUMN connmgr.role_activity.effective_limit IS 'the tightest limit: per_member, rolconnlimit, what max_connections leaves, or a group''s total';
+COMMENT ON COLUMN connmgr.role_activity.limit_source IS 'which limit that is: per_member, rolconnlimit, max_connections or total';
+COMMENT ON COLUMN connmgr.role_activity.usage_pct IS 'current as a percentage of effective_limit';
+COMMENT ON COLUMN connmgr.role_activity.status IS 'ok, warning (from connmgr.warning_pct) or critical (from connmgr.critical_pct)';
+
+COMMENT ON VIEW connmgr.server_activity IS
+    'the server''s connections against max_connections, totals, churn and leak signals';
+COMMENT ON COLUMN connmgr.server_activity.max_connections IS 'max_connections';
+COMMENT ON COLUMN connmgr.server_activity.reserved_connections IS 'slots kept from ordinary roles (superuser_reserved_connections and reserved_connections)';
+COMMENT ON COLUMN connmgr.server_activity.current IS 'client connections now (replication connections have slots of their own)';
+COMMENT ON COLUMN connmgr.server_activity.available IS 'slots left for ordinary roles';
+COMMENT ON COLUMN connmgr.server_activity.usage_pct IS 'current as a percentage of the slots for ordinary roles';
+COMMENT ON COLUMN connmgr.server_activity.status IS 'ok, warning or critical, as in role_activity';
+COMMENT ON COLUMN connmgr.server_activity.opened IS 'logins admitted since the last reset';
+COMMENT ON COLUMN connmgr.server_activity.closed IS 'admitted connections that have ended';
+COMMENT ON COLUMN connmgr.server_activity.rejected IS 'logins refused with too many connections';
+COMMENT ON COLUMN connmgr.server_activity.evicted IS 'connections evicted by evict_idle';
+COMMENT ON COLUMN connmgr.server_activity.terminated IS 'connections ended through connmgr';
+COMMENT ON COLUMN connmgr.server_activity.auth_failed IS 'failed authentication attempts';
+COMMENT ON COLUMN connmgr.server_activity.opens_per_minute_1m IS 'admitted logins per minute over the last minute (churn)';
+COMMENT ON COLUMN connmgr.server_activity.opens_per_minute_5m IS 'admitted logins per minute over the last 5 minutes';
+COMMENT ON COLUMN connmgr.server_activity.opens_per_minute_15m IS 'admitted logins per minute over the last 15 minutes';
+COMMENT ON COLUMN connmgr.server_activity.net_growth_15m IS 'opened minus closed over the last 15 minutes (leak signal)';
+COMMENT ON COLUMN connmgr.server_activity.net_growth_1h IS 'opened minus closed over the last hour (leak signal)';
+COMMENT ON COLUMN connmgr.server_activity.stats_reset IS 'when the counters were last reset, or the server started';
+
+COMMENT ON VIEW connmgr.connection_events IS
+    'recent connection events, oldest first (a ring of connmgr.event_log_size)';
+COMMENT ON COLUMN connmgr.connection_events.event_time IS 'when it happened';
+COMMENT ON COLUMN connmgr.connection_events.event IS 'connect, disconnect, reject, evict, terminate or auth_failed';
+COMMENT ON COLUMN connmgr.connection_events.connection_id IS 'the session id, as in connmgr.connections and %c of log_line_prefix';
+COMMENT ON COLUMN connmgr.connection_events.pid IS 'the backend process id';
+COMMENT ON COLUMN connmgr.connection_events.username IS 'the role name the client logged in (or tried to) as';
+COMMENT ON COLUMN connmgr.connection_events.database IS 'the database asked for';
+COMMENT ON COLUMN connmgr.connection_events.application_name IS 'the application name the client gave';
+COMMENT ON COLUMN connmgr.connection_events.client_address IS 'the client''s IP address; NULL for Unix sockets';
+COMMENT ON COLUMN connmgr.connection_events.actor IS 'for terminate and evict: the role that ended it';
+COMMENT ON COLUMN connmgr.connection_events.reason IS 'for terminate: the reason given';
+COMMENT ON COLUMN connmgr.connection_events.duration IS 'for disconnect: how long the session lasted';

@@ -11,6 +11,7 @@
 #error "connmgr requires PostgreSQL 15 or later"
 #endif
 
+#include "postmaster/postmaster.h"
 #include "storage/proc.h"
 
 /* This backend's index among the PGPROC entries (0 .. MaxBackends - 1). */
@@ -25,6 +26,13 @@
 #define connmgr_local_beentry(i)	pgstat_get_local_beentry_by_index(i)
 #else
 #define connmgr_local_beentry(i)	pgstat_fetch_stat_local_beentry(i)
+#endif
+
+/* Connection slots that max_connections keeps from ordinary roles. */
+#if PG_VERSION_NUM >= 160000
+#define CONNMGR_RESERVED_CONNECTIONS (SuperuserReservedConnections + ReservedConnections)
+#else
+#define CONNMGR_RESERVED_CONNECTIONS ReservedBackends
 #endif
 
 /*

@@ -26,6 +26,10 @@ int			connmgr_terminate_timeout_ms = 5000;
 bool		connmgr_enabled = true;
 int			connmgr_evict_min_idle_ms = 60000;
 int			connmgr_max_tracked_roles = 10000;
+int			connmgr_max_role_stats = 1000;
+int			connmgr_event_log_size = 1000;
+int			connmgr_warning_pct = 80;
+int			connmgr_critical_pct = 95;
 
 static bool connmgr_preloaded = false;
 
@@ -77,6 +81,50 @@ define_gucs(void)
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);
 
+	DefineCustomIntVariable("connmgr.max_role_stats",
+							"How many role names the connection statistics can hold at once.",
+							"When full, further roles' counters are not kept; the server totals still count them.",
+							&connmgr_max_role_stats,
+							1000,
+							100,
+							1000000,
+							PGC_POSTMASTER,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("connmgr.event_log_size",
+							"How many connection events the event log keeps.",
+							"The oldest events are overwritten; 0 turns the event log off.",
+							&connmgr_event_log_size,
+							1000,
+							0,
+							1000000,
+							PGC_POSTMASTER,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("connmgr.warning_pct",
+							"Usage of a connection limit, in percent, from which role_activity reports warning.",
+							NULL,
+							&connmgr_warning_pct,
+							80,
+							1,
+							100,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("connmgr.critical_pct",
+							"Usage of a connection limit, in percent, from which role_activity reports critical.",
+							NULL,
+							&connmgr_critical_pct,
+							95,
+							1,
+							100,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
 	MarkGUCPrefixReserved("connmgr");
 }
 
@@ -89,8 +137,7 @@ _PG_init(void)
 	connmgr_preloaded = true;
 	define_gucs();
 	connmgr_install_shmem_hooks();
-	connmgr_install_auth_hook();
-	connmgr_install_emit_log_hook();
+	connmgr_install_hooks();
 	connmgr_register_label_provider();
 }
 

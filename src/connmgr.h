@@ -15,6 +15,7 @@
 #include "libpq/pqcomm.h"
 #include "miscadmin.h"
 #include "nodes/pg_list.h"
+#include "storage/lwlock.h"
 #include "utils/backend_status.h"
 #include "utils/tuplestore.h"
 
@@ -23,6 +24,10 @@ extern int	connmgr_terminate_timeout_ms;
 extern bool connmgr_enabled;
 extern int	connmgr_evict_min_idle_ms;
 extern int	connmgr_max_tracked_roles;
+extern int	connmgr_max_role_stats;
+extern int	connmgr_event_log_size;
+extern int	connmgr_warning_pct;
+extern int	connmgr_critical_pct;
 extern void connmgr_require_preload(void);
 
 /* srf.c: materialized results for set-returning functions */
@@ -59,6 +64,7 @@ extern Oid	connmgr_role_arg(FunctionCallInfo fcinfo, int argno, const char **nam
 extern bool connmgr_may_terminate(Oid caller, Oid target);
 extern bool connmgr_may_see(Oid caller, Oid target);
 extern bool connmgr_may_manage_policy(Oid caller, Oid target);
+extern bool connmgr_may_see_policy(Oid caller, Oid target);
 extern void connmgr_check_may_manage_policy(Oid target, const char *name);
 extern bool connmgr_group_policies_apply(Oid user);
 
@@ -159,6 +165,8 @@ typedef enum ConnmgrClaimResult
 } ConnmgrClaimResult;
 
 extern void connmgr_install_shmem_hooks(void);
+extern LWLock *connmgr_lock(void);
+extern void connmgr_login_admitted(void);
 extern void connmgr_register_backend(const SockAddr *server_addr);
 extern bool connmgr_note_ending(const ConnmgrTarget *target, const ConnmgrEnding *ending);
 extern bool connmgr_my_ending(ConnmgrEnding *ending);
@@ -170,6 +178,67 @@ extern bool connmgr_reserve_victim(int pid, const ConnmgrCheck *checks, int nche
 extern void connmgr_spare_victim(int pid);
 extern void connmgr_spare_victims(void);
 extern int	connmgr_counter_snapshot(ConnmgrCounter *buf);
+
+/* stats.c: per-role counters, churn, and the event log */
+typedef enum ConnmgrStat
+{
+	STAT_OPENED,
+	STAT_CLOSED,
+	STAT_REJECTED,
+	STAT_EVICTED,
+	STAT_TERMINATED,
+	STAT_AUTH_FAILED
+} ConnmgrStat;
+
+typedef struct ConnmgrRoleStats
+{
+	int64		opened;
+	int64		closed;
+	int64		rejected;
+	int64		evicted;
+	int64		terminated;
+	int64		auth_failed;
+	TimestampTz last_connect;
+	TimestampTz last_reject;
+} ConnmgrRoleStats;
+
+typedef enum ConnmgrEventKind
+{
+	EVENT_CONNECT,
+	EVENT_DISCONNECT,
+	EVENT_REJECT,
+	EVENT_EVICT,
+	EVENT_TERMINATE,
+	EVENT_AUTH_FAILED
+} ConnmgrEventKind;
+
+typedef struct ConnmgrEvent
+{
+	TimestampTz time;
+	ConnmgrEventKind kind;
+	int			pid;
+	TimestampTz started;		/* the session's start: its id, its duration */
+	NameData	username;
+	NameData	database;
+	char		application_name[NAMEDATALEN];
+	char		client[48];		/* PostgreSQL's remote_host, e.g. "[local]" */
+	NameData	actor;			/* evictions and terminations */
+	char		reason[128];
+} ConnmgrEvent;
+
+struct Port;
+extern Size connmgr_stats_shmem_size(void);
+extern void connmgr_stats_shmem_init(void);
+extern void connmgr_stats_remember_login(const struct Port *port);
+extern void connmgr_stats_count_locked(ConnmgrStat what);
+extern void connmgr_stats_count(ConnmgrStat what);
+extern void connmgr_stats_event(ConnmgrEventKind kind, const ConnmgrEnding *ending);
+extern int	connmgr_stats_events(ConnmgrEvent *buf);
+extern int	connmgr_stats_roles(ConnmgrRoleStats *totals, NameData *names,
+								ConnmgrRoleStats *buf);
+extern void connmgr_stats_churn(int seconds, int64 *opened, int64 *net);
+extern TimestampTz connmgr_stats_reset_time(void);
+extern void connmgr_stats_reset(void);
 
 /* terminate.c: the one path that ends connections, and what victims see */
 typedef enum ConnmgrKillOutcome
@@ -201,12 +270,13 @@ extern void connmgr_kill(ConnmgrKill *kills, int n, const char *reason, bool dry
 extern bool connmgr_end_connection(const PgBackendStatus *be, ConnmgrEndingKind kind,
 								   const char *reason);
 extern bool connmgr_has_exited(int pid);
-extern void connmgr_install_emit_log_hook(void);
+extern void connmgr_tell_victim(ErrorData *edata);
 
 /* limits.c: deciding whether a login may proceed under its policies */
 extern void connmgr_enforce_limits(Oid user, const char *database);
+extern int	connmgr_enforced_per_member(Oid user);
 
-/* auth_hook.c: the ClientAuthentication_hook */
-extern void connmgr_install_auth_hook(void);
+/* hooks.c: the hooks connmgr installs into PostgreSQL */
+extern void connmgr_install_hooks(void);
 
 #endif							/* CONNMGR_H */

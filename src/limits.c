@@ -496,6 +496,22 @@ enforce(LoginLimits *limits, const char *database)
 }
 
 /*
+ * The per_member limit enforced for user's logins (as gather_limits()
+ * decides it, from the catalogs), or -1 for none.  For the views.
+ */
+int
+connmgr_enforced_per_member(Oid user)
+{
+	LoginLimits limits = {.user = user};
+
+	gather_limits(&limits);
+	for (int i = 0; i < limits.nchecks; i++)
+		if (limits.checks[i].own && limits.checks[i].blocking)
+			return limits.checks[i].limit;
+	return -1;
+}
+
+/*
  * Apply the connection limits to a login, in a subtransaction: if anything
  * fails (the catalogs cannot be read, say), log it and admit the login,
  * counted for the user alone.  Refusals are FATAL and end the backend.

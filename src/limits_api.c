@@ -23,15 +23,6 @@ PG_FUNCTION_INFO_V1(connmgr_drop_connection_limit);
 PG_FUNCTION_INFO_V1(connmgr_connection_limit_rows);
 PG_FUNCTION_INFO_V1(connmgr_export_policies);
 
-static bool
-may_see_policy(Oid caller, Oid target)
-{
-	return has_privs_of_role(caller, ROLE_PG_READ_ALL_STATS) ||
-		has_privs_of_role(caller, target) ||
-		is_admin_of_role(caller, target) ||
-		connmgr_may_manage_policy(caller, target);
-}
-
 /*
  * The role named by argument argno (read as names.c says), checked for
  * permission to manage it.  Policies are catalog entries: writing them
@@ -224,7 +215,7 @@ connmgr_connection_limit_rows(PG_FUNCTION_ARGS)
 		Datum		values[7];
 		bool		nulls[7] = {false};
 
-		if (name == NULL || !may_see_policy(GetUserId(), role))
+		if (name == NULL || !connmgr_may_see_policy(GetUserId(), role))
 			continue;
 		if (entry->problem != NULL)
 		{

@@ -328,6 +328,19 @@ connmgr_may_see(Oid caller, Oid target)
 		connmgr_may_terminate(caller, target);
 }
 
+/*
+ * May caller see the policy of target: those it may change, those of roles
+ * it belongs to or administers, or all with pg_read_all_stats?
+ */
+bool
+connmgr_may_see_policy(Oid caller, Oid target)
+{
+	return has_privs_of_role(caller, ROLE_PG_READ_ALL_STATS) ||
+		has_privs_of_role(caller, target) ||
+		is_admin_of_role(caller, target) ||
+		connmgr_may_manage_policy(caller, target);
+}
+
 bool
 connmgr_may_manage_policy(Oid caller, Oid target)
 {

@@ -83,6 +83,9 @@ static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 /* Has this backend registered its slot (and its exit callback)? */
 static bool registered = false;
 
+/* Was this backend's login admitted (and so counted as opened)? */
+static bool admitted = false;
+
 /* What this backend charged, to give back at exit. */
 static Oid	charged_user = InvalidOid;
 static Oid *charged_roles = NULL;
@@ -100,9 +103,10 @@ connmgr_shmem_request(void)
 {
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
-	RequestAddinShmemSpace(add_size(MAXALIGN(shared_struct_size()),
-									hash_estimate_size(connmgr_max_tracked_roles,
-													   sizeof(ConnmgrCounter))));
+	RequestAddinShmemSpace(add_size(add_size(MAXALIGN(shared_struct_size()),
+											 hash_estimate_size(connmgr_max_tracked_roles,
+																sizeof(ConnmgrCounter))),
+									connmgr_stats_shmem_size()));
 	RequestNamedLWLockTranche("connmgr", 1);
 }
 
@@ -130,7 +134,15 @@ connmgr_shmem_startup(void)
 							 connmgr_max_tracked_roles,
 							 connmgr_max_tracked_roles,
 							 &info, HASH_ELEM | HASH_BLOBS);
+	connmgr_stats_shmem_init();
 	LWLockRelease(AddinShmemInitLock);
+}
+
+/* connmgr's one LWLock (see the locking rules above). */
+LWLock *
+connmgr_lock(void)
+{
+	return shared->lock;
 }
 
 /* Called from _PG_init, in the postmaster. */
@@ -226,13 +238,29 @@ spare_my_victims(void)
 static void
 release_at_exit(int code, Datum arg)
 {
+	ConnmgrEnding ending;
+
 	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
 	if (n_charged_roles > 0)
 		uncharge(charged_user, charged_roles, n_charged_roles);
+	ending = shared->slots[CONNMGR_MY_PROC_INDEX].ending;
 	memset(&shared->slots[CONNMGR_MY_PROC_INDEX], 0, sizeof(ConnmgrSlot));
 	spare_my_victims();
+	if (admitted && ending.kind == ENDING_EVICTION)
+		connmgr_stats_count_locked(STAT_EVICTED);
+	if (admitted && ending.kind == ENDING_KILL)
+		connmgr_stats_count_locked(STAT_TERMINATED);
+	if (admitted)
+		connmgr_stats_count_locked(STAT_CLOSED);
 	LWLockRelease(shared->lock);
 	n_charged_roles = 0;
+
+	if (!admitted)
+		return;
+	if (ending.kind != ENDING_NONE)
+		connmgr_stats_event(ending.kind == ENDING_EVICTION ? EVENT_EVICT : EVENT_TERMINATE,
+							&ending);
+	connmgr_stats_event(EVENT_DISCONNECT, NULL);
 }
 
 /*
@@ -296,7 +324,11 @@ connmgr_claim(Oid user, const Oid *roles, int nroles,
 	if (!blocked)
 		charged = charge(user, saved, nroles);
 	if (charged)
+	{
 		fill_my_slot(user, saved, nroles);
+		connmgr_stats_count_locked(STAT_OPENED);
+		admitted = true;
+	}
 	LWLockRelease(shared->lock);
 
 	if (!charged)
@@ -308,6 +340,21 @@ connmgr_claim(Oid user, const Oid *roles, int nroles,
 	charged_roles = saved;
 	n_charged_roles = nroles;
 	return CLAIM_ADMITTED;
+}
+
+/*
+ * The login of this backend was admitted: count it as opened, unless its
+ * claim already did (under the lock it held then).
+ */
+void
+connmgr_login_admitted(void)
+{
+	if (shared == NULL || !registered || admitted)
+		return;
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	connmgr_stats_count_locked(STAT_OPENED);
+	LWLockRelease(shared->lock);
+	admitted = true;
 }
 
 /* Lock held.  Was the connection in slot charged for role? */

@@ -44,8 +44,6 @@
 
 #include "connmgr.h"
 
-static emit_log_hook_type prev_emit_log_hook = NULL;
-
 static const char *
 or_none(const char *s)
 {
@@ -298,26 +296,15 @@ ending_detail(const ConnmgrEnding *ending)
 }
 
 /*
- * emit_log_hook: when this backend reports "terminating connection due to
- * administrator command" and connmgr noted who ended it, add that as the
- * DETAIL, for the client and the server log alike.
+ * From emit_log_hook: when this backend reports "terminating connection due
+ * to administrator command" and connmgr noted who ended it, add that as
+ * the DETAIL, for the client and the server log alike.
  */
-static void
-connmgr_emit_log(ErrorData *edata)
+void
+connmgr_tell_victim(ErrorData *edata)
 {
 	ConnmgrEnding ending;
 
-	if (prev_emit_log_hook)
-		prev_emit_log_hook(edata);
-	if (edata->elevel != FATAL || edata->sqlerrcode != ERRCODE_ADMIN_SHUTDOWN ||
-		edata->detail != NULL || !connmgr_my_ending(&ending))
-		return;
-	edata->detail = MemoryContextStrdup(ErrorContext, ending_detail(&ending));
-}
-
-void
-connmgr_install_emit_log_hook(void)
-{
-	prev_emit_log_hook = emit_log_hook;
-	emit_log_hook = connmgr_emit_log;
+	if (edata->detail == NULL && connmgr_my_ending(&ending))
+		edata->detail = MemoryContextStrdup(ErrorContext, ending_detail(&ending));
 }

@@ -1,7 +1,7 @@
 -- The SQL surface of connmgr: schema, functions, signatures, result
 -- columns and who may call them.
 BEGIN;
-SELECT plan(67);
+SELECT plan(78);
 
 -- The result columns (name and type) of a set-returning function.
 CREATE FUNCTION pg_temp.result_columns(f regprocedure) RETURNS text[]
@@ -161,6 +161,26 @@ SELECT is((SELECT count(*)::int FROM connmgr.kill_connections(NULL)), 0,
 SELECT throws_ok($$SELECT * FROM connmgr.kill_connections(ARRAY['1'], NULL, NULL)$$,
   '22004', 'dry_run must not be null', 'a NULL dry_run is refused');
 
+-- Monitoring views, readable by everyone (rows filtered per caller), and
+-- a reset that is not for PUBLIC, as pg_stat_statements_reset.
+SELECT has_view('connmgr', v, format('the %s view exists', v))
+  FROM unnest(ARRAY['role_activity', 'server_activity', 'connection_events']) AS v;
+SELECT columns_are('connmgr', 'role_activity',
+  ARRAY['role_name', 'running', 'idle', 'idle_in_transaction', 'current',
+        'opened', 'closed', 'rejected', 'evicted', 'terminated', 'auth_failed',
+        'last_connect', 'last_reject', 'effective_limit', 'limit_source',
+        'usage_pct', 'status']);
+SELECT columns_are('connmgr', 'connection_events',
+  ARRAY['event_time', 'event', 'connection_id', 'pid', 'username', 'database',
+        'application_name', 'client_address', 'actor', 'reason', 'duration']);
+SELECT table_privs_are('connmgr', v, 'pgtap_nobody', ARRAY['SELECT'],
+  format('everybody may query %s', v))
+  FROM unnest(ARRAY['role_activity', 'server_activity', 'connection_events']) AS v;
+SELECT function_privs_are('connmgr', 'reset_stats', ARRAY[]::text[],
+  'pgtap_nobody', ARRAY[]::text[], 'reset_stats is not for PUBLIC');
+SELECT is((SELECT count(*)::int FROM connmgr.server_activity), 1,
+  'server_activity has one row');
+
 -- No SECURITY DEFINER functions anywhere in the extension.
 SELECT is(
   (SELECT count(*)::int FROM pg_proc p
@@ -194,7 +214,8 @@ SELECT is(
         'kill_client_connections', 'kill_connection', 'kill_connections',
         'killconnection', 'killuserconnections', 'killuserconnections',
         'killuserconnections', 'listuserconnections', 'listuserconnections',
-        'listuserconnections', 'set_connection_limit', 'set_connection_limit'],
+        'listuserconnections', 'reset_stats', 'set_connection_limit',
+        'set_connection_limit'],
   'schema connmgr holds the API functions only');
 
 -- An unprivileged role sees nothing of other users.

@@ -1,0 +1,96 @@
+/*
+ * hooks.c
+ *		The hooks connmgr installs into PostgreSQL; each chains to the hook
+ *		installed before it, then hands its one job to the file that owns
+ *		it.
+ *
+ * ClientAuthentication_hook: a successful authentication of an existing
+ * role is registered in shared memory, so that the connection has an
+ * identity and can be told why connmgr ends it (shmem.c); then, except for
+ * superusers and physical replication connections, the connection limits
+ * are applied (limits.c: client backends, and logical replication
+ * connections, which can run ordinary SQL too); an admitted login is
+ * counted and logged as an event (stats.c).
+ *
+ * emit_log_hook, on the FATAL that ends a backend: "terminating connection
+ * due to administrator command" gets the DETAIL of who ended the
+ * connection and why (terminate.c); "too many connections" (53300), by
+ * connmgr or by PostgreSQL's own limits, counts as a refusal, and a failed
+ * authentication (class 28: wrong password, no pg_hba.conf entry, no such
+ * role) as auth_failed (stats.c).
+ */
+#include "postgres.h"
+
+#include "libpq/auth.h"
+#include "libpq/libpq-be.h"
+#include "replication/walsender.h"
+#include "storage/proc.h"
+#include "utils/acl.h"
+#include "utils/elog.h"
+
+#include "connmgr.h"
+
+static ClientAuthentication_hook_type prev_client_auth_hook = NULL;
+static emit_log_hook_type prev_emit_log_hook = NULL;
+
+static void
+connmgr_client_auth(Port *port, int status)
+{
+	Oid			user;
+
+	if (prev_client_auth_hook)
+		prev_client_auth_hook(port, status);
+
+	connmgr_stats_remember_login(port);
+	if (status != STATUS_OK)
+		return;
+	user = get_role_oid(port->user_name, true);
+	if (!OidIsValid(user))
+		return;					/* PostgreSQL refuses it next (28000) */
+	connmgr_register_backend(&port->laddr);
+	if (!superuser_arg(user) && !(am_walsender && !am_db_walsender))
+		connmgr_enforce_limits(user, port->database_name);
+	connmgr_login_admitted();
+	connmgr_stats_event(EVENT_CONNECT, NULL);
+}
+
+/*
+ * Count a refusal or failed authentication, reported by a FATAL during
+ * startup.  Without a PGPROC (as for "too many clients already") no lock
+ * can be waited for, so those are not counted.
+ */
+static void
+count_failed_login(ConnmgrStat what, ConnmgrEventKind event)
+{
+	if (MyProcPort == NULL || MyProc == NULL)
+		return;
+	connmgr_stats_remember_login(MyProcPort);
+	connmgr_stats_count(what);
+	connmgr_stats_event(event, NULL);
+}
+
+static void
+connmgr_emit_log(ErrorData *edata)
+{
+	if (prev_emit_log_hook)
+		prev_emit_log_hook(edata);
+	if (edata->elevel != FATAL)
+		return;
+	if (edata->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN)
+		connmgr_tell_victim(edata);
+	else if (edata->sqlerrcode == ERRCODE_TOO_MANY_CONNECTIONS)
+		count_failed_login(STAT_REJECTED, EVENT_REJECT);
+	else if (ERRCODE_TO_CATEGORY(edata->sqlerrcode) ==
+			 ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION)
+		count_failed_login(STAT_AUTH_FAILED, EVENT_AUTH_FAILED);
+}
+
+/* Called from _PG_init. */
+void
+connmgr_install_hooks(void)
+{
+	prev_client_auth_hook = ClientAuthentication_hook;
+	ClientAuthentication_hook = connmgr_client_auth;
+	prev_emit_log_hook = emit_log_hook;
+	emit_log_hook = connmgr_emit_log;
+}

@@ -1,0 +1,359 @@
+/*
+ * stats.c
+ *		Connection statistics in shared memory: per-role counters, server
+ *		totals, churn buckets, and the event log.
+ *
+ * Counters: one hash entry per role name that has tried to connect since
+ * the server started or the statistics were reset: opened (admitted
+ * logins), closed, rejected (refused with 53300, by connmgr or by
+ * PostgreSQL's own limits), evicted, terminated (through connmgr),
+ * auth_failed, last_connect and last_reject.  Server totals of the same,
+ * and opens and closes per 10-second bucket over the last hour (churn and
+ * leak signals).  When the hash holds connmgr.max_role_stats entries, a
+ * new role's counters are not kept; the server totals still count it.
+ *
+ * Locking rules: the counters and buckets are protected by connmgr's LWLock
+ * (shmem.c).  The login path updates them inside the exclusive section it
+ * already holds for its claim, the exit path inside its release; refusals
+ * and failed authentications take the lock for their own update.  The
+ * functions named *_locked expect the lock held exclusively and never
+ * raise an error.
+ *
+ * Event log: a ring of connmgr.event_log_size entries, oldest overwritten.
+ * A writer takes the next position with an atomic fetch-and-add and fills
+ * that entry, bracketing it with a sequence number (odd while writing);
+ * it never waits for anyone.  A reader keeps a copy only if the sequence
+ * number was the same, even, before and after copying.
+ */
+#include "postgres.h"
+
+#include "libpq/libpq-be.h"
+#include "miscadmin.h"
+#include "port/atomics.h"
+#include "storage/lwlock.h"
+#include "storage/shmem.h"
+#include "utils/hsearch.h"
+#include "utils/timestamp.h"
+
+#include "connmgr.h"
+
+#define CHURN_BUCKET_SECONDS 10
+#define CHURN_BUCKETS 360		/* one hour */
+
+typedef struct RoleStatsEntry
+{
+	NameData	name;			/* hash key */
+	ConnmgrRoleStats stats;
+} RoleStatsEntry;
+
+typedef struct ChurnBucket
+{
+	int64		epoch;			/* seconds / CHURN_BUCKET_SECONDS */
+	int32		opened;
+	int32		closed;
+} ChurnBucket;
+
+typedef struct EventSlot
+{
+	pg_atomic_uint64 seq;		/* 2 * position + 1 while written, + 2 after */
+	ConnmgrEvent event;
+} EventSlot;
+
+typedef struct StatsShared
+{
+	ConnmgrRoleStats totals;
+	TimestampTz reset_time;
+	ChurnBucket buckets[CHURN_BUCKETS];
+	pg_atomic_uint64 next_event;
+	EventSlot events[FLEXIBLE_ARRAY_MEMBER];	/* connmgr_event_log_size */
+} StatsShared;
+
+static StatsShared *stats = NULL;
+static HTAB *role_stats = NULL;
+
+/* This backend's connection, as its events describe it. */
+static ConnmgrEvent my_connection;
+static bool my_connection_known = false;
+
+static Size
+stats_struct_size(void)
+{
+	return add_size(offsetof(StatsShared, events),
+					mul_size(connmgr_event_log_size, sizeof(EventSlot)));
+}
+
+Size
+connmgr_stats_shmem_size(void)
+{
+	return add_size(MAXALIGN(stats_struct_size()),
+					hash_estimate_size(connmgr_max_role_stats, sizeof(RoleStatsEntry)));
+}
+
+/* Called from shmem.c's startup hook, AddinShmemInitLock held. */
+void
+connmgr_stats_shmem_init(void)
+{
+	HASHCTL		info;
+	bool		found;
+
+	stats = ShmemInitStruct("connmgr statistics", stats_struct_size(), &found);
+	if (!found)
+	{
+		memset(stats, 0, stats_struct_size());
+		stats->reset_time = GetCurrentTimestamp();
+		pg_atomic_init_u64(&stats->next_event, 0);
+		for (int i = 0; i < connmgr_event_log_size; i++)
+			pg_atomic_init_u64(&stats->events[i].seq, 0);
+	}
+	memset(&info, 0, sizeof(info));
+	info.keysize = sizeof(NameData);
+	info.entrysize = sizeof(RoleStatsEntry);
+	role_stats = ShmemInitHash("connmgr role statistics",
+							   connmgr_max_role_stats, connmgr_max_role_stats,
+							   &info, HASH_ELEM | HASH_BLOBS);
+}
+
+/* Remember who this connection is, for its counters and events. */
+void
+connmgr_stats_remember_login(const Port *port)
+{
+	memset(&my_connection, 0, sizeof(my_connection));
+	my_connection.pid = MyProcPid;
+	my_connection.started = MyStartTimestamp;
+	if (port->user_name)
+		strlcpy(NameStr(my_connection.username), port->user_name, NAMEDATALEN);
+	if (port->database_name)
+		strlcpy(NameStr(my_connection.database), port->database_name, NAMEDATALEN);
+	if (port->application_name)
+		strlcpy(my_connection.application_name, port->application_name, NAMEDATALEN);
+	if (port->remote_host)
+		strlcpy(my_connection.client, port->remote_host, sizeof(my_connection.client));
+	my_connection_known = true;
+}
+
+static void
+bump(ConnmgrRoleStats *s, ConnmgrStat what, TimestampTz now)
+{
+	switch (what)
+	{
+		case STAT_OPENED:
+			s->opened++;
+			s->last_connect = now;
+			break;
+		case STAT_CLOSED:
+			s->closed++;
+			break;
+		case STAT_REJECTED:
+			s->rejected++;
+			s->last_reject = now;
+			break;
+		case STAT_EVICTED:
+			s->evicted++;
+			break;
+		case STAT_TERMINATED:
+			s->terminated++;
+			break;
+		case STAT_AUTH_FAILED:
+			s->auth_failed++;
+			break;
+	}
+}
+
+/* The churn bucket of now, emptied if it last served an older period. */
+static ChurnBucket *
+current_bucket(TimestampTz now)
+{
+	int64		epoch = (int64) timestamptz_to_time_t(now) / CHURN_BUCKET_SECONDS;
+	ChurnBucket *bucket = &stats->buckets[epoch % CHURN_BUCKETS];
+
+	if (bucket->epoch != epoch)
+	{
+		bucket->epoch = epoch;
+		bucket->opened = bucket->closed = 0;
+	}
+	return bucket;
+}
+
+/*
+ * Lock held exclusively: count what happened to a connection of this
+ * backend's user (opened, closed, evicted, terminated).
+ */
+void
+connmgr_stats_count_locked(ConnmgrStat what)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	bool		found;
+	RoleStatsEntry *entry;
+
+	if (stats == NULL || !my_connection_known)
+		return;
+	bump(&stats->totals, what, now);
+	if (what == STAT_OPENED)
+		current_bucket(now)->opened++;
+	if (what == STAT_CLOSED)
+		current_bucket(now)->closed++;
+	entry = hash_search(role_stats, &my_connection.username, HASH_FIND, NULL);
+	if (entry == NULL && hash_get_num_entries(role_stats) < connmgr_max_role_stats)
+	{
+		entry = hash_search(role_stats, &my_connection.username, HASH_ENTER_NULL, &found);
+		if (entry != NULL && !found)
+			memset(&entry->stats, 0, sizeof(entry->stats));
+	}
+	if (entry != NULL)
+		bump(&entry->stats, what, now);
+}
+
+/* The same, taking the lock: for refusals and failed authentications. */
+void
+connmgr_stats_count(ConnmgrStat what)
+{
+	if (stats == NULL)
+		return;
+	LWLockAcquire(connmgr_lock(), LW_EXCLUSIVE);
+	connmgr_stats_count_locked(what);
+	LWLockRelease(connmgr_lock());
+}
+
+/*
+ * Log an event about this backend's connection; ending (actor and reason)
+ * may be NULL.  Never waits and never raises an error.
+ */
+void
+connmgr_stats_event(ConnmgrEventKind kind, const ConnmgrEnding *ending)
+{
+	uint64		position;
+	EventSlot  *slot;
+
+	if (stats == NULL || !my_connection_known || connmgr_event_log_size == 0)
+		return;
+	position = pg_atomic_fetch_add_u64(&stats->next_event, 1);
+	slot = &stats->events[position % connmgr_event_log_size];
+	pg_atomic_write_u64(&slot->seq, 2 * position + 1);
+	pg_write_barrier();
+	slot->event = my_connection;
+	slot->event.kind = kind;
+	slot->event.time = GetCurrentTimestamp();
+	if (ending != NULL)
+	{
+		strlcpy(NameStr(slot->event.actor), ending->actor, NAMEDATALEN);
+		strlcpy(slot->event.reason, ending->reason, sizeof(slot->event.reason));
+	}
+	pg_write_barrier();
+	pg_atomic_write_u64(&slot->seq, 2 * position + 2);
+}
+
+/*
+ * Copy the logged events, oldest first, into buf (room for
+ * connmgr_event_log_size); returns how many.  Entries being written at
+ * the moment are left out.
+ */
+int
+connmgr_stats_events(ConnmgrEvent *buf)
+{
+	uint64		next;
+	uint64		first;
+	int			n = 0;
+
+	if (stats == NULL || connmgr_event_log_size == 0)
+		return 0;
+	next = pg_atomic_read_u64(&stats->next_event);
+	first = next > (uint64) connmgr_event_log_size ? next - connmgr_event_log_size : 0;
+	for (uint64 position = first; position < next; position++)
+	{
+		EventSlot  *slot = &stats->events[position % connmgr_event_log_size];
+		uint64		before = pg_atomic_read_u64(&slot->seq);
+
+		pg_read_barrier();
+		buf[n] = slot->event;
+		pg_read_barrier();
+		if (before == 2 * position + 2 && pg_atomic_read_u64(&slot->seq) == before)
+			n++;
+	}
+	return n;
+}
+
+/*
+ * Copy the per-role counters into buf (room for connmgr_max_role_stats)
+ * and the server totals into *totals; returns how many roles.
+ */
+int
+connmgr_stats_roles(ConnmgrRoleStats *totals, NameData *names, ConnmgrRoleStats *buf)
+{
+	HASH_SEQ_STATUS seq;
+	RoleStatsEntry *entry;
+	int			n = 0;
+
+	if (stats == NULL)
+		return 0;
+	LWLockAcquire(connmgr_lock(), LW_SHARED);
+	*totals = stats->totals;
+	hash_seq_init(&seq, role_stats);
+	while ((entry = hash_seq_search(&seq)) != NULL)
+	{
+		if (n >= connmgr_max_role_stats)
+		{
+			hash_seq_term(&seq);
+			break;
+		}
+		names[n] = entry->name;
+		buf[n++] = entry->stats;
+	}
+	LWLockRelease(connmgr_lock());
+	return n;
+}
+
+/*
+ * Opens in the last seconds (a multiple of CHURN_BUCKET_SECONDS, at most an
+ * hour), and opens minus closes in that time.
+ */
+void
+connmgr_stats_churn(int seconds, int64 *opened, int64 *net)
+{
+	int64		now_epoch = (int64) timestamptz_to_time_t(GetCurrentTimestamp()) / CHURN_BUCKET_SECONDS;
+	int			nbuckets = Min(seconds / CHURN_BUCKET_SECONDS, CHURN_BUCKETS);
+
+	*opened = *net = 0;
+	if (stats == NULL)
+		return;
+	LWLockAcquire(connmgr_lock(), LW_SHARED);
+	for (int i = 0; i < CHURN_BUCKETS; i++)
+	{
+		const ChurnBucket *bucket = &stats->buckets[i];
+
+		if (bucket->epoch > now_epoch - nbuckets && bucket->epoch <= now_epoch)
+		{
+			*opened += bucket->opened;
+			*net += bucket->opened - bucket->closed;
+		}
+	}
+	LWLockRelease(connmgr_lock());
+}
+
+/* When the statistics were last reset (or the server started). */
+TimestampTz
+connmgr_stats_reset_time(void)
+{
+	return stats ? stats->reset_time : 0;
+}
+
+/* Forget every counter and event. */
+void
+connmgr_stats_reset(void)
+{
+	HASH_SEQ_STATUS seq;
+	RoleStatsEntry *entry;
+
+	if (stats == NULL)
+		return;
+	LWLockAcquire(connmgr_lock(), LW_EXCLUSIVE);
+	hash_seq_init(&seq, role_stats);
+	while ((entry = hash_seq_search(&seq)) != NULL)
+		hash_search(role_stats, &entry->name, HASH_REMOVE, NULL);
+	memset(&stats->totals, 0, sizeof(stats->totals));
+	memset(stats->buckets, 0, sizeof(stats->buckets));
+	stats->reset_time = GetCurrentTimestamp();
+	for (int i = 0; i < connmgr_event_log_size; i++)
+		pg_atomic_write_u64(&stats->events[i].seq, 0);
+	pg_atomic_write_u64(&stats->next_event, 0);
+	LWLockRelease(connmgr_lock());
+}
