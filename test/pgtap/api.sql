@@ -1,7 +1,7 @@
 -- The SQL surface of connmgr: schema, functions, signatures, result
 -- columns and who may call them.
 BEGIN;
-SELECT plan(78);
+SELECT plan(77);
 
 -- The result columns (name and type) of a set-returning function.
 CREATE FUNCTION pg_temp.result_columns(f regprocedure) RETURNS text[]
