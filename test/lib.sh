@@ -2,9 +2,13 @@
 # build and install it, and run commands as an unprivileged OS user
 # (PostgreSQL refuses to run as root).  Source it; it defines functions only.
 
-CONNMGR_PACKAGES="make gcc postgresql-15 postgresql-server-dev-15 libkrb5-dev
-postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl libipc-run-perl
-python3-psycopg2"
+# To build connmgr and run a server with it (the sandbox).
+CONNMGR_PACKAGES="make gcc postgresql-15 postgresql-server-dev-15 libkrb5-dev"
+# And to test it: pgTAP and pg_prove, the TAP harness, a client library,
+# the Prometheus exporter and promtool.
+CONNMGR_TEST_PACKAGES="$CONNMGR_PACKAGES postgresql-15-pgtap
+libtap-parser-sourcehandler-pgtap-perl libipc-run-perl python3-psycopg2
+prometheus prometheus-postgres-exporter"
 
 # Run a command as root: directly when we are root, else through sudo.
 as_root() {
@@ -18,17 +22,21 @@ as_root() {
 	fi
 }
 
-# Install the Debian packages that are missing, with one apt-get update first.
+# Install those of the given Debian packages that are missing, with one
+# apt-get update first.
+# Without recommended packages: prometheus would bring node-exporter, a
+# daemon the tests do not need.
 ensure_packages() {
 	local missing=""
-	for pkg in $CONNMGR_PACKAGES; do
+	for pkg in "$@"; do
 		dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" ||
 			missing="$missing $pkg"
 	done
 	[ -z "$missing" ] && return 0
 	echo "connmgr: installing$missing"
 	as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-	as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
+	as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+		$missing >/dev/null
 }
 
 PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}

@@ -8,7 +8,7 @@ set -euo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
 . "$src/test/lib.sh"
 
-ensure_packages
+ensure_packages $CONNMGR_TEST_PACKAGES
 build_and_install "$src"
 
 work=$(scratch_copy "$src")

@@ -10,7 +10,7 @@ set -euo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
 . "$src/test/lib.sh"
 
-ensure_packages
+ensure_packages $CONNMGR_PACKAGES
 build_and_install "$src"
 
 dir=$(mktemp -d "${TMPDIR:-/tmp}/connmgr-sandbox.XXXXXX")
