@@ -10,8 +10,9 @@
  *	         follows memberships), as they stood when each connection
  *	         logged in.
  * Each client backend fills its slot (indexed by its PGPROC number) when
- * it has authenticated: its pid and start time (its identity, as in the
- * connection id) and the server address the client connected to.  A
+ * its login is admitted, under the exclusive lock the admission takes
+ * anyway: its pid and start time (its identity, as in the connection id)
+ * and the server address the client connected to.  A
  * counted backend adds its user, the roles it was charged for (the first
  * CONNMGR_SLOT_ROLES of them), and, once a login has chosen it as an
  * eviction victim, that login's pid: another backend's login reads the
@@ -34,8 +35,8 @@
  *	- A login checks every limit and charges the counters under a single
  *	  exclusive acquisition, so concurrent logins can never overshoot a
  *	  limit, and two logins below it are never both refused.
- *	- Registering, releasing, reserving or sparing a victim and writing an
- *	  ending note take the lock exclusively; snapshots for the views and
+ *	- Admitting, releasing, reserving or sparing a victim and writing an
+ *	  ending note take the lock exclusively (a login takes it once); snapshots for the views and
  *	  reading one's own note take it shared.
  *	- Nothing that can ereport() runs while the lock is held: entries are
  *	  added with HASH_ENTER_NULL, buffers are allocated beforehand, and
@@ -80,8 +81,9 @@ static HTAB *counters = NULL;
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
-/* Has this backend registered its slot (and its exit callback)? */
+/* Has this backend registered (its exit callback, its server address)? */
 static bool registered = false;
+static SockAddr my_server_addr;
 
 /* Was this backend's login admitted (and so counted as opened)? */
 static bool admitted = false;
@@ -204,16 +206,26 @@ charge(Oid user, const Oid *roles, int nroles)
 	return true;
 }
 
-/* Lock held exclusively: publish this backend's charge in its slot. */
+/*
+ * Lock held exclusively: publish this admitted backend in its slot, with
+ * its charge if it was counted (user valid), and count it as opened.
+ */
 static void
 fill_my_slot(Oid user, const Oid *roles, int nroles)
 {
 	ConnmgrSlot *slot = &shared->slots[CONNMGR_MY_PROC_INDEX];
 
+	memset(slot, 0, offsetof(ConnmgrSlot, roles));
+	slot->pid = MyProcPid;
+	slot->started = MyStartTimestamp;
+	slot->server_addr = my_server_addr;
 	slot->user = user;
-	slot->evicted_by = 0;
 	slot->nroles = nroles;
-	memcpy(slot->roles, roles, sizeof(Oid) * Min(nroles, CONNMGR_SLOT_ROLES));
+	if (nroles > 0)
+		memcpy(slot->roles, roles, sizeof(Oid) * Min(nroles, CONNMGR_SLOT_ROLES));
+	memset(&slot->ending, 0, sizeof(slot->ending));
+	connmgr_stats_count_locked(STAT_OPENED);
+	admitted = true;
 }
 
 static int
@@ -244,7 +256,8 @@ release_at_exit(int code, Datum arg)
 	if (n_charged_roles > 0)
 		uncharge(charged_user, charged_roles, n_charged_roles);
 	ending = shared->slots[CONNMGR_MY_PROC_INDEX].ending;
-	memset(&shared->slots[CONNMGR_MY_PROC_INDEX], 0, sizeof(ConnmgrSlot));
+	if (admitted)
+		memset(&shared->slots[CONNMGR_MY_PROC_INDEX], 0, sizeof(ConnmgrSlot));
 	spare_my_victims();
 	if (admitted && ending.kind == ENDING_EVICTION)
 		connmgr_stats_count_locked(STAT_EVICTED);
@@ -264,28 +277,20 @@ release_at_exit(int code, Datum arg)
 }
 
 /*
- * Register this client backend in its slot, once it has authenticated:
- * who it is and where the client connected to.  Every exit path clears
- * the slot again and gives back what connmgr_claim() charged.
+ * Register this client backend once it has authenticated: where the client
+ * connected to, and the exit callback that clears its slot and gives back
+ * what it was charged, on every exit path.  Its slot is filled when its
+ * login is admitted, under the lock that admission takes anyway.
  */
 void
 connmgr_register_backend(const SockAddr *server_addr)
 {
-	ConnmgrSlot *slot;
-
 	if (shared == NULL || registered)
 		return;
 	before_shmem_exit(release_at_exit, (Datum) 0);
 	registered = true;
-
-	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
-	slot = &shared->slots[CONNMGR_MY_PROC_INDEX];
-	memset(slot, 0, sizeof(ConnmgrSlot));
-	slot->pid = MyProcPid;
-	slot->started = MyStartTimestamp;
 	if (server_addr)
-		slot->server_addr = *server_addr;
-	LWLockRelease(shared->lock);
+		my_server_addr = *server_addr;
 }
 
 /*
@@ -324,11 +329,7 @@ connmgr_claim(Oid user, const Oid *roles, int nroles,
 	if (!blocked)
 		charged = charge(user, saved, nroles);
 	if (charged)
-	{
 		fill_my_slot(user, saved, nroles);
-		connmgr_stats_count_locked(STAT_OPENED);
-		admitted = true;
-	}
 	LWLockRelease(shared->lock);
 
 	if (!charged)
@@ -343,8 +344,8 @@ connmgr_claim(Oid user, const Oid *roles, int nroles,
 }
 
 /*
- * The login of this backend was admitted: count it as opened, unless its
- * claim already did (under the lock it held then).
+ * The login of this backend was admitted: publish it in its slot and count
+ * it as opened, unless its claim already did (under the lock it held then).
  */
 void
 connmgr_login_admitted(void)
@@ -352,9 +353,8 @@ connmgr_login_admitted(void)
 	if (shared == NULL || !registered || admitted)
 		return;
 	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
-	connmgr_stats_count_locked(STAT_OPENED);
+	fill_my_slot(InvalidOid, NULL, 0);
 	LWLockRelease(shared->lock);
-	admitted = true;
 }
 
 /* Lock held.  Was the connection in slot charged for role? */
