@@ -229,7 +229,8 @@ typedef struct ConnmgrEvent
 struct Port;
 extern Size connmgr_stats_shmem_size(void);
 extern void connmgr_stats_shmem_init(void);
-extern void connmgr_stats_remember_login(const struct Port *port);
+extern void connmgr_stats_remember_login(const struct Port *port, bool role_exists);
+extern bool connmgr_stats_login_known(void);
 extern void connmgr_stats_count_locked(ConnmgrStat what);
 extern void connmgr_stats_count(ConnmgrStat what);
 extern void connmgr_stats_event(ConnmgrEventKind kind, const ConnmgrEnding *ending);

@@ -41,12 +41,10 @@ connmgr_client_auth(Port *port, int status)
 	if (prev_client_auth_hook)
 		prev_client_auth_hook(port, status);
 
-	connmgr_stats_remember_login(port);
-	if (status != STATUS_OK)
-		return;
 	user = get_role_oid(port->user_name, true);
-	if (!OidIsValid(user))
-		return;					/* PostgreSQL refuses it next (28000) */
+	connmgr_stats_remember_login(port, OidIsValid(user));
+	if (status != STATUS_OK || !OidIsValid(user))
+		return;					/* PostgreSQL refuses it next */
 	connmgr_register_backend(&port->laddr);
 	if (!superuser_arg(user) && !(am_walsender && !am_db_walsender))
 		connmgr_enforce_limits(user, port->database_name);
@@ -56,15 +54,17 @@ connmgr_client_auth(Port *port, int status)
 
 /*
  * Count a refusal or failed authentication, reported by a FATAL during
- * startup.  Without a PGPROC (as for "too many clients already") no lock
- * can be waited for, so those are not counted.
+ * startup.  One that comes before authentication (PostgreSQL's "too many
+ * clients already", before the backend has a PGPROC) is remembered here,
+ * without knowing whether its user name is a role: no catalog can be read.
  */
 static void
 count_failed_login(ConnmgrStat what, ConnmgrEventKind event)
 {
-	if (MyProcPort == NULL || MyProc == NULL)
+	if (MyProcPort == NULL)
 		return;
-	connmgr_stats_remember_login(MyProcPort);
+	if (!connmgr_stats_login_known())
+		connmgr_stats_remember_login(MyProcPort, false);
 	connmgr_stats_count(what);
 	connmgr_stats_event(event, NULL);
 }

@@ -11,6 +11,12 @@
  * and opens and closes per 10-second bucket over the last hour (churn and
  * leak signals).  When the hash holds connmgr.max_role_stats entries, a
  * new role's counters are not kept; the server totals still count it.
+ * Failed logins under names that are no role share one entry (the empty
+ * name), so made-up names cannot fill the table; the event log keeps each
+ * name tried.  Names come from the client's startup packet: bytes that are
+ * not valid UTF-8 are shown as '?'.  A login refused before it has a
+ * PGPROC ("too many clients already") cannot wait for the lock: it is
+ * counted in the server total with an atomic, and logged as an event.
  *
  * Locking rules: the counters and buckets are protected by connmgr's LWLock
  * (shmem.c).  The login path updates them inside the exclusive section it
@@ -28,9 +34,11 @@
 #include "postgres.h"
 
 #include "libpq/libpq-be.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "port/atomics.h"
 #include "storage/lwlock.h"
+#include "storage/proc.h"
 #include "storage/shmem.h"
 #include "utils/hsearch.h"
 #include "utils/timestamp.h"
@@ -62,6 +70,7 @@ typedef struct EventSlot
 typedef struct StatsShared
 {
 	ConnmgrRoleStats totals;
+	pg_atomic_uint64 rejected_early; /* refused before having a PGPROC */
 	TimestampTz reset_time;
 	ChurnBucket buckets[CHURN_BUCKETS];
 	pg_atomic_uint64 next_event;
@@ -74,6 +83,7 @@ static HTAB *role_stats = NULL;
 /* This backend's connection, as its events describe it. */
 static ConnmgrEvent my_connection;
 static bool my_connection_known = false;
+static NameData my_stats_key;	/* the role name, or "" for no such role */
 
 static Size
 stats_struct_size(void)
@@ -102,6 +112,7 @@ connmgr_stats_shmem_init(void)
 		memset(stats, 0, stats_struct_size());
 		stats->reset_time = GetCurrentTimestamp();
 		pg_atomic_init_u64(&stats->next_event, 0);
+		pg_atomic_init_u64(&stats->rejected_early, 0);
 		for (int i = 0; i < connmgr_event_log_size; i++)
 			pg_atomic_init_u64(&stats->events[i].seq, 0);
 	}
@@ -113,22 +124,49 @@ connmgr_stats_shmem_init(void)
 							   &info, HASH_ELEM | HASH_BLOBS);
 }
 
-/* Remember who this connection is, for its counters and events. */
+/*
+ * Copy a name from the client's startup packet into dst (at most size
+ * bytes with the terminator), '?' for every byte of it that is not valid
+ * UTF-8: the views hand these names to clients and exporters.
+ */
+static void
+copy_client_text(char *dst, const char *src, size_t size)
+{
+	size_t		len = strlcpy(dst, src ? src : "", size);
+
+	len = Min(len, size - 1);
+	if (pg_verify_mbstr(PG_UTF8, dst, len, true))
+		return;
+	for (size_t i = 0; i < len; i++)
+		if ((unsigned char) dst[i] >= 0x80)
+			dst[i] = '?';
+}
+
+/*
+ * Remember who this connection is, for its counters and events: the names
+ * its client gave, and whether the user name is a role.
+ */
 void
-connmgr_stats_remember_login(const Port *port)
+connmgr_stats_remember_login(const Port *port, bool role_exists)
 {
 	memset(&my_connection, 0, sizeof(my_connection));
 	my_connection.pid = MyProcPid;
 	my_connection.started = MyStartTimestamp;
-	if (port->user_name)
-		strlcpy(NameStr(my_connection.username), port->user_name, NAMEDATALEN);
-	if (port->database_name)
-		strlcpy(NameStr(my_connection.database), port->database_name, NAMEDATALEN);
-	if (port->application_name)
-		strlcpy(my_connection.application_name, port->application_name, NAMEDATALEN);
-	if (port->remote_host)
-		strlcpy(my_connection.client, port->remote_host, sizeof(my_connection.client));
+	copy_client_text(NameStr(my_connection.username), port->user_name, NAMEDATALEN);
+	copy_client_text(NameStr(my_connection.database), port->database_name, NAMEDATALEN);
+	copy_client_text(my_connection.application_name, port->application_name, NAMEDATALEN);
+	copy_client_text(my_connection.client, port->remote_host, sizeof(my_connection.client));
+	memset(&my_stats_key, 0, sizeof(my_stats_key));
+	if (role_exists)
+		my_stats_key = my_connection.username;
 	my_connection_known = true;
+}
+
+/* Has connmgr_stats_remember_login() been called in this backend? */
+bool
+connmgr_stats_login_known(void)
+{
+	return my_connection_known;
 }
 
 static void
@@ -192,10 +230,10 @@ connmgr_stats_count_locked(ConnmgrStat what)
 		current_bucket(now)->opened++;
 	if (what == STAT_CLOSED)
 		current_bucket(now)->closed++;
-	entry = hash_search(role_stats, &my_connection.username, HASH_FIND, NULL);
+	entry = hash_search(role_stats, &my_stats_key, HASH_FIND, NULL);
 	if (entry == NULL && hash_get_num_entries(role_stats) < connmgr_max_role_stats)
 	{
-		entry = hash_search(role_stats, &my_connection.username, HASH_ENTER_NULL, &found);
+		entry = hash_search(role_stats, &my_stats_key, HASH_ENTER_NULL, &found);
 		if (entry != NULL && !found)
 			memset(&entry->stats, 0, sizeof(entry->stats));
 	}
@@ -203,12 +241,22 @@ connmgr_stats_count_locked(ConnmgrStat what)
 		bump(&entry->stats, what, now);
 }
 
-/* The same, taking the lock: for refusals and failed authentications. */
+/*
+ * The same, taking the lock: for refusals and failed authentications.  A
+ * backend without a PGPROC cannot wait for a lock: its refusal goes into
+ * the server total only, with an atomic.
+ */
 void
 connmgr_stats_count(ConnmgrStat what)
 {
-	if (stats == NULL)
+	if (stats == NULL || !my_connection_known)
 		return;
+	if (MyProc == NULL)
+	{
+		if (what == STAT_REJECTED)
+			pg_atomic_fetch_add_u64(&stats->rejected_early, 1);
+		return;
+	}
 	LWLockAcquire(connmgr_lock(), LW_EXCLUSIVE);
 	connmgr_stats_count_locked(what);
 	LWLockRelease(connmgr_lock());
@@ -287,6 +335,7 @@ connmgr_stats_roles(ConnmgrRoleStats *totals, NameData *names, ConnmgrRoleStats 
 		return 0;
 	LWLockAcquire(connmgr_lock(), LW_SHARED);
 	*totals = stats->totals;
+	totals->rejected += pg_atomic_read_u64(&stats->rejected_early);
 	hash_seq_init(&seq, role_stats);
 	while ((entry = hash_seq_search(&seq)) != NULL)
 	{
@@ -350,6 +399,7 @@ connmgr_stats_reset(void)
 	while ((entry = hash_seq_search(&seq)) != NULL)
 		hash_search(role_stats, &entry->name, HASH_REMOVE, NULL);
 	memset(&stats->totals, 0, sizeof(stats->totals));
+	pg_atomic_write_u64(&stats->rejected_early, 0);
 	memset(stats->buckets, 0, sizeof(stats->buckets));
 	stats->reset_time = GetCurrentTimestamp();
 	for (int i = 0; i < connmgr_event_log_size; i++)

@@ -119,7 +119,7 @@ count_connections(ActivityRow *rows, int nrows)
 /*
  * The tightest limit on a login role's connections, and which it is:
  * connmgr's per_member, PostgreSQL's rolconnlimit, or what max_connections
- * leaves ordinary roles.
+ * leaves ordinary roles (all of it, for a superuser).
  */
 static int
 effective_limit(Oid roleid, const char **source)
@@ -134,7 +134,11 @@ effective_limit(Oid roleid, const char **source)
 		Form_pg_authid role = (Form_pg_authid) GETSTRUCT(tuple);
 
 		if (role->rolsuper)
-			per_member = -1;	/* neither connmgr nor rolconnlimit applies */
+		{
+			/* neither connmgr nor rolconnlimit applies, nor the reserve */
+			per_member = -1;
+			limit = MaxConnections;
+		}
 		else if (role->rolconnlimit >= 0 && role->rolconnlimit < limit)
 		{
 			limit = role->rolconnlimit;
@@ -192,6 +196,7 @@ put_activity_row(Tuplestorestate *store, TupleDesc tupdesc, const ActivityRow *r
 	const char *source = "total";
 	int			limit = row->total_limit;
 
+	nulls[0] = NameStr(row->name)[0] == '\0';	/* names that are no role */
 	values[0] = NameGetDatum(&row->name);
 	values[1] = Int32GetDatum(row->counts.running);
 	values[2] = Int32GetDatum(row->counts.idle);
