@@ -18,7 +18,8 @@ OBJS = \
 	src/names.o \
 	src/admin_api.o \
 	src/stats.o \
-	src/stats_api.o
+	src/stats_api.o \
+	src/cache.o
 
 EXTENSION = connmgr
 DATA = connmgr--1.0.sql

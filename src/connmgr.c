@@ -30,6 +30,7 @@ int			connmgr_max_role_stats = 1000;
 int			connmgr_event_log_size = 1000;
 int			connmgr_warning_pct = 80;
 int			connmgr_critical_pct = 95;
+int			connmgr_login_cache_size = 256;
 
 static bool connmgr_preloaded = false;
 
@@ -125,6 +126,17 @@ define_gucs(void)
 							0,
 							NULL, NULL, NULL);
 
+	DefineCustomIntVariable("connmgr.login_cache_size",
+							"Shared memory for the cache of what logins need.",
+							"A login whose answer is cached reads no catalog; 0 turns the cache off.",
+							&connmgr_login_cache_size,
+							256,
+							0,
+							1024 * 1024,
+							PGC_POSTMASTER,
+							GUC_UNIT_KB,
+							NULL, NULL, NULL);
+
 	MarkGUCPrefixReserved("connmgr");
 }
 
@@ -138,6 +150,7 @@ _PG_init(void)
 	define_gucs();
 	connmgr_install_shmem_hooks();
 	connmgr_install_hooks();
+	connmgr_cache_register_callbacks();
 	connmgr_register_label_provider();
 }
 

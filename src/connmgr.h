@@ -28,6 +28,7 @@ extern int	connmgr_max_role_stats;
 extern int	connmgr_event_log_size;
 extern int	connmgr_warning_pct;
 extern int	connmgr_critical_pct;
+extern int	connmgr_login_cache_size;
 extern void connmgr_require_preload(void);
 
 /* srf.c: materialized results for set-returning functions */
@@ -272,6 +273,20 @@ extern bool connmgr_end_connection(const PgBackendStatus *be, ConnmgrEndingKind 
 								   const char *reason);
 extern bool connmgr_has_exited(int pid);
 extern void connmgr_tell_victim(ErrorData *edata);
+
+/* cache.c: what logins need, cached in shared memory, never stale */
+extern Size connmgr_cache_shmem_size(void);
+extern void connmgr_cache_shmem_init(void);
+extern uint64 connmgr_cache_generation(void);
+extern bool connmgr_cache_lookup(Oid user, uint64 generation, bool enabled,
+								 Oid **roles, int *nroles,
+								 ConnmgrCheck **checks, int *nchecks);
+extern void connmgr_cache_store(Oid user, uint64 generation, bool enabled,
+								const Oid *roles, int nroles,
+								const ConnmgrCheck *checks, int nchecks);
+extern void connmgr_cache_note_role_change(void);
+extern void connmgr_cache_note_policy_change(Oid roleid);
+extern void connmgr_cache_register_callbacks(void);
 
 /* limits.c: deciding whether a login may proceed under its policies */
 extern void connmgr_enforce_limits(Oid user, const char *database);

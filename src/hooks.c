@@ -12,6 +12,10 @@
  * connections, which can run ordinary SQL too); an admitted login is
  * counted and logged as an event (stats.c).
  *
+ * ProcessUtility_hook: role DDL (CREATE, ALTER, DROP, GRANT or REVOKE of
+ * roles, renames) marks the transaction, so that the login cache is
+ * invalidated before its commit becomes visible (cache.c).
+ *
  * emit_log_hook, on the FATAL that ends a backend: "terminating connection
  * due to administrator command" gets the DETAIL of who ended the
  * connection and why (terminate.c); "too many connections" (53300), by
@@ -25,6 +29,7 @@
 #include "libpq/libpq-be.h"
 #include "replication/walsender.h"
 #include "storage/proc.h"
+#include "tcop/utility.h"
 #include "utils/acl.h"
 #include "utils/elog.h"
 
@@ -32,6 +37,7 @@
 
 static ClientAuthentication_hook_type prev_client_auth_hook = NULL;
 static emit_log_hook_type prev_emit_log_hook = NULL;
+static ProcessUtility_hook_type prev_process_utility_hook = NULL;
 
 static void
 connmgr_client_auth(Port *port, int status)
@@ -85,6 +91,40 @@ connmgr_emit_log(ErrorData *edata)
 		count_failed_login(STAT_AUTH_FAILED, EVENT_AUTH_FAILED);
 }
 
+/* Does the statement change roles or their memberships? */
+static bool
+is_role_ddl(const Node *stmt)
+{
+	switch (nodeTag(stmt))
+	{
+		case T_CreateRoleStmt:
+		case T_AlterRoleStmt:
+		case T_DropRoleStmt:
+		case T_GrantRoleStmt:
+			return true;
+		case T_RenameStmt:
+			return ((const RenameStmt *) stmt)->renameType == OBJECT_ROLE;
+		default:
+			return false;
+	}
+}
+
+static void
+connmgr_process_utility(PlannedStmt *pstmt, const char *queryString,
+						bool readOnlyTree, ProcessUtilityContext context,
+						ParamListInfo params, QueryEnvironment *queryEnv,
+						DestReceiver *dest, QueryCompletion *qc)
+{
+	if (is_role_ddl(pstmt->utilityStmt))
+		connmgr_cache_note_role_change();
+	if (prev_process_utility_hook)
+		prev_process_utility_hook(pstmt, queryString, readOnlyTree, context,
+								  params, queryEnv, dest, qc);
+	else
+		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+								params, queryEnv, dest, qc);
+}
+
 /* Called from _PG_init. */
 void
 connmgr_install_hooks(void)
@@ -93,4 +133,6 @@ connmgr_install_hooks(void)
 	ClientAuthentication_hook = connmgr_client_auth;
 	prev_emit_log_hook = emit_log_hook;
 	emit_log_hook = connmgr_emit_log;
+	prev_process_utility_hook = ProcessUtility_hook;
+	ProcessUtility_hook = connmgr_process_utility;
 }

@@ -5,10 +5,10 @@
  *		evict idle connections of the user, or admit and warn.
  *
  * The authentication hook calls connmgr_enforce_limits() for every
- * successful login of a non-superuser, except physical replication.  All
- * catalog work (the role's groups, their policies) is done first, without
- * any lock of ours; then shmem.c checks every limit and counts the
- * connection under one lock.
+ * successful login of a non-superuser, except physical replication.  The
+ * role's groups and their policies come from the login cache (cache.c) or,
+ * failing that, from the catalogs, without any lock of ours; then shmem.c
+ * checks every limit and counts the connection under one lock.
  *
  * Precedence: among the policies that enforce (reject, evict_idle), a
  * per_member limit on the login role itself replaces the inherited ones;
@@ -465,16 +465,16 @@ evict_until_admitted(LoginLimits *limits, bool *evicted)
 	return result;
 }
 
-/* The whole login check; errors are caught by connmgr_enforce_limits(). */
+/*
+ * Act on a claim's result: evict, refuse, or warn.  Errors are caught by
+ * connmgr_enforce_limits().
+ */
 static void
-enforce(LoginLimits *limits, const char *database)
+act_on_claim(LoginLimits *limits, const char *database, ConnmgrClaimResult result)
 {
-	ConnmgrClaimResult result;
 	bool		evicted = false;
 	bool		tried_eviction = false;
 
-	gather_limits(limits);
-	result = claim(limits);
 	if (result == CLAIM_BLOCKED && !must_reject(limits) &&
 		connmgr_terminate_timeout_ms > 0 &&
 		login_can_proceed(limits->user, database))
@@ -495,6 +495,13 @@ enforce(LoginLimits *limits, const char *database)
 	warn_log_only(limits);
 }
 
+/* Is there anything to do after a claim with this result? */
+static bool
+claim_needs_action(const LoginLimits *limits, ConnmgrClaimResult result)
+{
+	return result != CLAIM_ADMITTED || first_reached(limits, false) != NULL;
+}
+
 /*
  * The per_member limit enforced for user's logins (as gather_limits()
  * decides it, from the catalogs), or -1 for none.  For the views.
@@ -512,22 +519,47 @@ connmgr_enforced_per_member(Oid user)
 }
 
 /*
- * Apply the connection limits to a login, in a subtransaction: if anything
- * fails (the catalogs cannot be read, say), log it and admit the login,
- * counted for the user alone.  Refusals are FATAL and end the backend.
+ * Apply the connection limits to a login.  With the answer in the login
+ * cache (cache.c), the claim reads no catalog; otherwise the user's groups
+ * and policies are read from the catalogs and cached.  Everything beyond
+ * an admitting claim runs in a subtransaction: if anything fails (the
+ * catalogs cannot be read, say), the failure is logged and the login
+ * admitted, counted for the user alone.  Refusals are FATAL and end the
+ * backend.
  */
 void
 connmgr_enforce_limits(Oid user, const char *database)
 {
 	LoginLimits limits = {.user = user};
+	uint64		generation = connmgr_cache_generation();
+	bool		cached;
+	ConnmgrClaimResult result = CLAIM_BLOCKED;
 	MemoryContext oldcontext = CurrentMemoryContext;
 	ResourceOwner oldowner = CurrentResourceOwner;
+
+	cached = connmgr_cache_lookup(user, generation, connmgr_enabled,
+								  &limits.roles, &limits.nroles,
+								  &limits.checks, &limits.nchecks);
+	if (cached)
+	{
+		result = claim(&limits);
+		if (!claim_needs_action(&limits, result))
+			return;
+	}
 
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(oldcontext);
 	PG_TRY();
 	{
-		enforce(&limits, database);
+		if (!cached)
+		{
+			gather_limits(&limits);
+			connmgr_cache_store(user, generation, connmgr_enabled,
+								limits.roles, limits.nroles,
+								limits.checks, limits.nchecks);
+			result = claim(&limits);
+		}
+		act_on_claim(&limits, database, result);
 		ReleaseCurrentSubTransaction();
 	}
 	PG_CATCH();

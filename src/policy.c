@@ -313,6 +313,7 @@ connmgr_write_policy(Oid roleid, const ConnmgrPolicy *policy)
 
 	if (policy != NULL)
 		notice_if_superuser(roleid);
+	connmgr_cache_note_policy_change(roleid);
 
 	ObjectAddressSet(address, AuthIdRelationId, roleid);
 	SetSecurityLabel(&address, CONNMGR_LABEL_PROVIDER,
@@ -337,6 +338,7 @@ check_policy_label(const ObjectAddress *object, const char *label)
 				 errmsg("connmgr security labels can only be set on roles")));
 	connmgr_check_may_manage_policy(object->objectId,
 									GetUserNameFromId(object->objectId, false));
+	connmgr_cache_note_policy_change(object->objectId);
 	if (label != NULL)
 	{
 		ConnmgrPolicy policy;

@@ -108,7 +108,8 @@ connmgr_shmem_request(void)
 	RequestAddinShmemSpace(add_size(add_size(MAXALIGN(shared_struct_size()),
 											 hash_estimate_size(connmgr_max_tracked_roles,
 																sizeof(ConnmgrCounter))),
-									connmgr_stats_shmem_size()));
+									add_size(connmgr_stats_shmem_size(),
+											 connmgr_cache_shmem_size())));
 	RequestNamedLWLockTranche("connmgr", 1);
 }
 
@@ -137,6 +138,7 @@ connmgr_shmem_startup(void)
 							 connmgr_max_tracked_roles,
 							 &info, HASH_ELEM | HASH_BLOBS);
 	connmgr_stats_shmem_init();
+	connmgr_cache_shmem_init();
 	LWLockRelease(AddinShmemInitLock);
 }
 
