@@ -12,15 +12,16 @@
  *	- after every commit that changed pg_authid or pg_auth_members (a role's
  *	  attributes, name or memberships), by syscache callbacks, which every
  *	  backend runs when it processes the invalidation, the committing one
- *	  right after its commit became visible, and a hot standby's startup
- *	  process when it replays the commit;
+ *	  right after its commit became visible;
  *	- before such a commit becomes visible, by the committing backend, when
  *	  it ran role DDL (hooks.c) or wrote a connmgr policy label: a login in
  *	  between reads the new generation and then the new catalogs;
  *	- writing a policy label queues an invalidation of the role's pg_authid
- *	  cache entry, as ALTER ROLE would, so that the bump after commit also
- *	  reaches other backends and hot standbys (pg_shseclabel has no syscache
- *	  of its own).
+ *	  cache entry, as ALTER ROLE would, so that the bump after commit comes
+ *	  the same way (pg_shseclabel has no syscache of its own).
+ * A hot standby does not use the cache: its startup process replays
+ * invalidations only for the backends running at the time, and with none
+ * running, nothing would tell the cache.  Its logins read the catalogs.
  * So a login is judged by the rules committed before it started, and a
  * login racing a change at worst rebuilds its entry.
  *
@@ -37,6 +38,7 @@
 
 #include "access/table.h"
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "catalog/pg_authid.h"
 #include "port/atomics.h"
 #include "storage/lwlock.h"
@@ -151,7 +153,7 @@ connmgr_cache_lookup(Oid user, uint64 generation, bool enabled,
 {
 	CacheEntry *entry;
 
-	if (cache == NULL || connmgr_login_cache_size == 0)
+	if (cache == NULL || connmgr_login_cache_size == 0 || RecoveryInProgress())
 		return false;
 
 	/* Learn the sizes, allocate without the lock, then copy. */
@@ -206,7 +208,7 @@ connmgr_cache_store(Oid user, uint64 generation, bool enabled,
 	CacheEntry *entry;
 	bool		found;
 
-	if (cache == NULL || connmgr_login_cache_size == 0)
+	if (cache == NULL || connmgr_login_cache_size == 0 || RecoveryInProgress())
 		return;
 	LWLockAcquire(connmgr_lock(), LW_EXCLUSIVE);
 	if (generation == pg_atomic_read_u64(&cache->generation))
