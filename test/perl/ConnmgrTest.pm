@@ -6,12 +6,13 @@ use strict;
 use warnings;
 
 use Exporter 'import';
+use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
 our @EXPORT = qw(connmgr_node open_session open_sessions close_sessions
-  backend_alive sql_as wait_for_count);
+  backend_alive sql_as wait_for_count gated_logins);
 
 # A started node with connmgr preloaded and the extension created in
 # database "postgres".  Extra postgresql.conf lines and options for
@@ -77,6 +78,32 @@ sub wait_for_count
 		"SELECT total_connections FROM connmgr.connection_limits WHERE role_name = '$role'",
 		$n)
 	  or die "connmgr did not settle at $n connections for $role";
+}
+
+# $n logins of $user at the same moment: each runs psql, logs in and waits
+# for a shared advisory lock $lock that a gate session holds exclusively.
+# Returns once all $n are logged in and waiting, as ($gate, \@runs, \@err):
+# release with $gate->query_safe("SELECT pg_advisory_unlock($lock)"), then
+# $_->finish for @$runs; ->result(0) is each psql's exit code.
+sub gated_logins
+{
+	my ($node, $user, $n, $lock) = @_;
+	my $gate = $node->background_psql('postgres');
+	$gate->query_safe("SELECT pg_advisory_lock($lock)");
+	my (@runs, @err);
+	for my $i (0 .. $n - 1)
+	{
+		push @runs,
+		  IPC::Run::start(
+			[ $node->installed_command('psql'), '-XAtq', '-d',
+			  $node->connstr('postgres') . " user=$user",
+			  '-c', "SELECT pg_advisory_lock_shared($lock)" ],
+			'<', \undef, '>', \my $out, '2>', \$err[$i]);
+	}
+	$node->poll_query_until('postgres',
+		"SELECT count(*) = $n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+	  or die 'the concurrent logins did not get in';
+	return ($gate, \@runs, \@err);
 }
 
 sub backend_alive

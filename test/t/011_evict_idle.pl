@@ -4,7 +4,6 @@
 use strict;
 use warnings;
 
-use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -119,21 +118,8 @@ close_sessions($node, $busy, $stray);
 # the loser moves on to the next candidate).
 my @idle = open_sessions($node, 'stu1', 2);
 wait_idle($_) for @idle;
-my $gate = $node->background_psql('postgres');
-$gate->query_safe('SELECT pg_advisory_lock(7)');
-my (@runs, @err);
-for my $i (0 .. 1)
-{
-	push @runs,
-	  IPC::Run::start(
-		[ $node->installed_command('psql'), '-XAtq', '-d',
-		  $node->connstr('postgres') . ' user=stu1',
-		  '-c', 'SELECT pg_advisory_lock_shared(7)' ],
-		'<', \undef, '>', \my $out, '2>', \$err[$i]);
-}
-$node->poll_query_until('postgres',
-	"SELECT count(*) = 2 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
-  or die 'the concurrent logins did not get in';
+my ($gate, $runs, $err) = gated_logins($node, 'stu1', 2, 7);
+my @runs = @$runs;
 ok(!backend_alive($node, $idle[0]{pid}) && !backend_alive($node, $idle[1]{pid}),
 	'both idle sessions were evicted');
 $gate->query_safe('SELECT pg_advisory_unlock(7)');

@@ -9,7 +9,6 @@
 use strict;
 use warnings;
 
-use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -117,21 +116,9 @@ my @old = open_sessions($node, 'crowd1', 10);
 wait_idle($_) for @old;
 my %old = map { $_->{pid} => 1 } @old;
 $offset = -s $node->logfile;
-my $gate = $node->background_psql('postgres');
-$gate->query_safe('SELECT pg_advisory_lock(9)');
-my (@runs, @err);
-for my $i (0 .. 9)
-{
-	push @runs,
-	  IPC::Run::start(
-		[ $node->installed_command('psql'), '-XAtq', '-d',
-		  $node->connstr('postgres') . ' user=crowd1',
-		  '-c', 'SELECT pg_advisory_lock_shared(9)' ],
-		'<', \undef, '>', \my $out, '2>', \$err[$i]);
-}
-$node->poll_query_until('postgres',
-	"SELECT count(*) = 10 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
-  or die 'the concurrent logins did not get in';
+my ($gate, $runs, $err) = gated_logins($node, 'crowd1', 10, 9);
+my @runs = @$runs;
+my @err = @$err;
 my %new = map { $_ => 1 } split /\n/, $node->safe_psql('postgres',
 	"SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND NOT granted");
 is( $node->safe_psql('postgres',
