@@ -57,9 +57,12 @@ extern const char *connmgr_client_addr_text(const PgBackendStatus *be);
 extern const char *connmgr_sockaddr_host(const SockAddr *addr, int *port);
 extern void connmgr_refresh_backends(void);
 
-/* names.c: how the SQL API reads role names */
+/* names.c: how the SQL API reads role names; texts kept in shared memory */
 extern Oid	connmgr_classdb_role_arg(FunctionCallInfo fcinfo, int argno);
 extern Oid	connmgr_role_arg(FunctionCallInfo fcinfo, int argno, const char **name);
+extern void connmgr_to_shared_text(char *dst, const char *src, size_t size,
+								   bool from_database);
+extern char *connmgr_from_shared_text(const char *utf8);
 
 /* permissions.c: who may see, terminate and limit whom; role memberships */
 extern bool connmgr_may_terminate(Oid caller, Oid target);
@@ -128,7 +131,7 @@ typedef struct ConnmgrEnding
 {
 	ConnmgrEndingKind kind;
 	char		actor[NAMEDATALEN];
-	char		reason[CONNMGR_REASON_LEN];	/* "" for none */
+	char		reason[CONNMGR_REASON_LEN];	/* "" for none; UTF-8 */
 } ConnmgrEnding;
 
 typedef struct ConnmgrServerAddr
@@ -222,7 +225,7 @@ typedef struct ConnmgrEvent
 	NameData	username;
 	NameData	database;
 	char		application_name[NAMEDATALEN];
-	char		client[48];		/* PostgreSQL's remote_host, e.g. "[local]" */
+	char		client[48];		/* numeric IP address, "" for a Unix socket */
 	NameData	actor;			/* evictions and terminations */
 	char		reason[128];
 } ConnmgrEvent;

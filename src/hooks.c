@@ -4,8 +4,8 @@
  *		installed before it, then hands its one job to the file that owns
  *		it.
  *
- * ClientAuthentication_hook: a successful authentication of an existing
- * role is registered in shared memory, so that the connection has an
+ * ClientAuthentication_hook: a successful authentication of a role that may
+ * log in is registered in shared memory, so that the connection has an
  * identity and can be told why connmgr ends it (shmem.c); then, except for
  * superusers and physical replication connections, the connection limits
  * are applied (limits.c: client backends, and logical replication
@@ -25,6 +25,8 @@
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
+#include "catalog/pg_authid.h"
 #include "libpq/auth.h"
 #include "libpq/libpq-be.h"
 #include "replication/walsender.h"
@@ -32,6 +34,7 @@
 #include "tcop/utility.h"
 #include "utils/acl.h"
 #include "utils/elog.h"
+#include "utils/syscache.h"
 
 #include "connmgr.h"
 
@@ -39,20 +42,41 @@ static ClientAuthentication_hook_type prev_client_auth_hook = NULL;
 static emit_log_hook_type prev_emit_log_hook = NULL;
 static ProcessUtility_hook_type prev_process_utility_hook = NULL;
 
+/*
+ * May role log in (PostgreSQL refuses a NOLOGIN role right after
+ * authentication)?  *super tells whether it is a superuser.
+ */
+static bool
+may_log_in(Oid role, bool *super)
+{
+	HeapTuple	tuple = SearchSysCache1(AUTHOID, ObjectIdGetDatum(role));
+	bool		result = false;
+
+	*super = false;
+	if (HeapTupleIsValid(tuple))
+	{
+		result = ((Form_pg_authid) GETSTRUCT(tuple))->rolcanlogin;
+		*super = ((Form_pg_authid) GETSTRUCT(tuple))->rolsuper;
+		ReleaseSysCache(tuple);
+	}
+	return result;
+}
+
 static void
 connmgr_client_auth(Port *port, int status)
 {
 	Oid			user;
+	bool		super;
 
 	if (prev_client_auth_hook)
 		prev_client_auth_hook(port, status);
 
 	user = get_role_oid(port->user_name, true);
 	connmgr_stats_remember_login(port, OidIsValid(user));
-	if (status != STATUS_OK || !OidIsValid(user))
+	if (status != STATUS_OK || !OidIsValid(user) || !may_log_in(user, &super))
 		return;					/* PostgreSQL refuses it next */
 	connmgr_register_backend(&port->laddr);
-	if (!superuser_arg(user) && !(am_walsender && !am_db_walsender))
+	if (!super && !(am_walsender && !am_db_walsender))
 		connmgr_enforce_limits(user, port->database_name);
 	connmgr_login_admitted();
 	connmgr_stats_event(EVENT_CONNECT, NULL);

@@ -13,6 +13,12 @@
  * The ClassDB-compatible functions answer a name that names no role (NULL,
  * empty, too long, unknown) with no rows, as ClassDB does; the policy
  * functions raise an error that says which.
+ *
+ * Also here: how texts kept in shared memory (kill reasons, the names in
+ * events and counters) stay valid.  They travel between databases of
+ * different encodings and come from clients' startup packets, so they are
+ * kept in UTF-8, cut at a character boundary, and shown in a database of
+ * another encoding with '?' for what it cannot show.
  */
 #include "postgres.h"
 
@@ -120,4 +126,67 @@ connmgr_role_arg(FunctionCallInfo fcinfo, int argno, const char **name)
 				 errmsg("role \"%s\" does not exist", folded)));
 	*name = folded;
 	return role;
+}
+
+/* Replace every byte of s[0 .. len) that is not ASCII by '?'. */
+static void
+ascii_only(char *s, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		if ((unsigned char) s[i] >= 0x80)
+			s[i] = '?';
+}
+
+/*
+ * Copy src into dst (size bytes with the terminator) as valid UTF-8, cut
+ * at a character boundary.  A text of the current database is converted
+ * from its encoding; any other (from_database false: a startup packet's),
+ * or one of a SQL_ASCII database, keeps its bytes if they are UTF-8 and
+ * gets '?' for every non-ASCII byte otherwise.  Never raises an error.
+ */
+void
+connmgr_to_shared_text(char *dst, const char *src, size_t size, bool from_database)
+{
+	int			encoding = from_database ? GetDatabaseEncoding() : PG_SQL_ASCII;
+	char	   *utf8 = pstrdup(src ? src : "");
+	size_t		len = strlen(utf8);
+
+	if (encoding != PG_UTF8 && encoding != PG_SQL_ASCII &&
+		pg_verifymbstr(utf8, len, true))
+	{
+		utf8 = pg_server_to_any(utf8, len, PG_UTF8);
+		len = strlen(utf8);
+	}
+	if (!pg_verify_mbstr(PG_UTF8, utf8, len, true))
+		ascii_only(utf8, len);
+	len = pg_encoding_mbcliplen(PG_UTF8, utf8, len, size - 1);
+	memcpy(dst, utf8, len);
+	dst[len] = '\0';
+}
+
+/*
+ * A text kept by connmgr_to_shared_text(), as the current database can
+ * show it: as it is in a UTF8 or SQL_ASCII database, with one '?' for
+ * every non-ASCII character in any other.  Never raises an error.
+ */
+char *
+connmgr_from_shared_text(const char *utf8)
+{
+	int			encoding = GetDatabaseEncoding();
+	char	   *result;
+	int			j = 0;
+
+	if (encoding == PG_UTF8 || encoding == PG_SQL_ASCII)
+		return pstrdup(utf8);
+	result = palloc(strlen(utf8) + 1);
+	for (const unsigned char *p = (const unsigned char *) utf8; *p;)
+	{
+		int			len = (*p < 0x80) ? 1 : pg_utf_mblen(p);
+
+		result[j++] = (*p < 0x80) ? (char) *p : '?';
+		for (int k = 0; k < len && *p; k++)
+			p++;
+	}
+	result[j] = '\0';
+	return result;
 }

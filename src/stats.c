@@ -13,8 +13,8 @@
  * new role's counters are not kept; the server totals still count it.
  * Failed logins under names that are no role share one entry (the empty
  * name), so made-up names cannot fill the table; the event log keeps each
- * name tried.  Names come from the client's startup packet: bytes that are
- * not valid UTF-8 are shown as '?'.  A login refused before it has a
+ * name tried.  Names come from the client's startup packet and are kept as
+ * UTF-8 (names.c).  A login refused before it has a
  * PGPROC ("too many clients already") cannot wait for the lock: it is
  * counted in the server total with an atomic, and logged as an event.
  *
@@ -34,7 +34,6 @@
 #include "postgres.h"
 
 #include "libpq/libpq-be.h"
-#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "port/atomics.h"
 #include "storage/lwlock.h"
@@ -125,24 +124,6 @@ connmgr_stats_shmem_init(void)
 }
 
 /*
- * Copy a name from the client's startup packet into dst (at most size
- * bytes with the terminator), '?' for every byte of it that is not valid
- * UTF-8: the views hand these names to clients and exporters.
- */
-static void
-copy_client_text(char *dst, const char *src, size_t size)
-{
-	size_t		len = strlcpy(dst, src ? src : "", size);
-
-	len = Min(len, size - 1);
-	if (pg_verify_mbstr(PG_UTF8, dst, len, true))
-		return;
-	for (size_t i = 0; i < len; i++)
-		if ((unsigned char) dst[i] >= 0x80)
-			dst[i] = '?';
-}
-
-/*
  * Remember who this connection is, for its counters and events: the names
  * its client gave, and whether the user name is a role.
  */
@@ -152,10 +133,14 @@ connmgr_stats_remember_login(const Port *port, bool role_exists)
 	memset(&my_connection, 0, sizeof(my_connection));
 	my_connection.pid = MyProcPid;
 	my_connection.started = MyStartTimestamp;
-	copy_client_text(NameStr(my_connection.username), port->user_name, NAMEDATALEN);
-	copy_client_text(NameStr(my_connection.database), port->database_name, NAMEDATALEN);
-	copy_client_text(my_connection.application_name, port->application_name, NAMEDATALEN);
-	copy_client_text(my_connection.client, port->remote_host, sizeof(my_connection.client));
+	connmgr_to_shared_text(NameStr(my_connection.username), port->user_name,
+						   NAMEDATALEN, false);
+	connmgr_to_shared_text(NameStr(my_connection.database), port->database_name,
+						   NAMEDATALEN, false);
+	connmgr_to_shared_text(my_connection.application_name, port->application_name,
+						   NAMEDATALEN, false);
+	connmgr_to_shared_text(my_connection.client, connmgr_sockaddr_host(&port->raddr, NULL),
+						   sizeof(my_connection.client), false);
 	memset(&my_stats_key, 0, sizeof(my_stats_key));
 	if (role_exists)
 		my_stats_key = my_connection.username;
@@ -284,7 +269,8 @@ connmgr_stats_event(ConnmgrEventKind kind, const ConnmgrEnding *ending)
 	if (ending != NULL)
 	{
 		strlcpy(NameStr(slot->event.actor), ending->actor, NAMEDATALEN);
-		strlcpy(slot->event.reason, ending->reason, sizeof(slot->event.reason));
+		connmgr_to_shared_text(slot->event.reason, ending->reason,
+							   sizeof(slot->event.reason), false);
 	}
 	pg_write_barrier();
 	pg_atomic_write_u64(&slot->seq, 2 * position + 2);

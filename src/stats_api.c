@@ -49,6 +49,13 @@ typedef struct ActivityRow
 	StateCounts counts;
 } ActivityRow;
 
+/* A name kept in shared memory, as a value of type name here. */
+static Datum
+shared_name_datum(const char *name)
+{
+	return DirectFunctionCall1(namein, CStringGetDatum(connmgr_from_shared_text(name)));
+}
+
 static bool
 is_stats_reader(Oid caller)
 {
@@ -197,7 +204,7 @@ put_activity_row(Tuplestorestate *store, TupleDesc tupdesc, const ActivityRow *r
 	int			limit = row->total_limit;
 
 	nulls[0] = NameStr(row->name)[0] == '\0';	/* names that are no role */
-	values[0] = NameGetDatum(&row->name);
+	values[0] = shared_name_datum(NameStr(row->name));
 	values[1] = Int32GetDatum(row->counts.running);
 	values[2] = Int32GetDatum(row->counts.idle);
 	values[3] = Int32GetDatum(row->counts.idle_in_transaction);
@@ -396,17 +403,17 @@ connmgr_connection_event_rows(PG_FUNCTION_ARGS)
 												 (long) timestamptz_to_time_t(e->started),
 												 e->pid));
 		values[3] = Int32GetDatum(e->pid);
-		values[4] = NameGetDatum(&e->username);
-		values[5] = NameGetDatum(&e->database);
+		values[4] = shared_name_datum(NameStr(e->username));
+		values[5] = shared_name_datum(NameStr(e->database));
 		nulls[5] = NameStr(e->database)[0] == '\0';
-		values[6] = CStringGetTextDatum(e->application_name);
-		nulls[7] = e->client[0] == '\0' || e->client[0] == '[';
+		values[6] = CStringGetTextDatum(connmgr_from_shared_text(e->application_name));
+		nulls[7] = e->client[0] == '\0';
 		if (!nulls[7])
 			values[7] = DirectFunctionCall1(inet_in, CStringGetDatum(e->client));
 		nulls[8] = !has_ending;
-		values[8] = NameGetDatum(&e->actor);
+		values[8] = shared_name_datum(NameStr(e->actor));
 		nulls[9] = !has_ending || e->reason[0] == '\0';
-		values[9] = CStringGetTextDatum(e->reason);
+		values[9] = CStringGetTextDatum(connmgr_from_shared_text(e->reason));
 		nulls[10] = e->kind != EVENT_DISCONNECT;
 		values[10] = DirectFunctionCall2(timestamp_mi,
 										 TimestampTzGetDatum(e->time),

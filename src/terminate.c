@@ -39,6 +39,7 @@
 #include "storage/latch.h"
 #include "utils/acl.h"
 #include "utils/elog.h"
+#include "utils/hsearch.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
@@ -60,7 +61,7 @@ my_client(void)
 static const char *
 as_sentence_end(const char *reason)
 {
-	char		last = reason[strlen(reason) - 1];
+	char		last = reason[0] ? reason[strlen(reason) - 1] : '.';
 
 	return (last == '.' || last == '!' || last == '?') ? reason : psprintf("%s.", reason);
 }
@@ -141,10 +142,8 @@ connmgr_end_connection(const PgBackendStatus *be, ConnmgrEndingKind kind,
 
 	memset(&ending, 0, sizeof(ending));
 	ending.kind = kind;
-	strlcpy(ending.actor, or_none(actor), NAMEDATALEN);
-	if (reason != NULL)
-		strlcpy(ending.reason, reason,
-				pg_mbcliplen(reason, strlen(reason), CONNMGR_REASON_LEN - 1) + 1);
+	connmgr_to_shared_text(ending.actor, or_none(actor), NAMEDATALEN, true);
+	connmgr_to_shared_text(ending.reason, reason, CONNMGR_REASON_LEN, true);
 
 	log_ending(be, kind, reason);
 	(void) connmgr_note_ending(&target, &ending);
@@ -191,24 +190,55 @@ decide(ConnmgrKill *kill, bool dry_run)
 	return dry_run ? KILL_WOULD_TERMINATE : KILL_TERMINATED;
 }
 
-/* Is the request one whose connection is (to be) ended? */
-static bool
-ends_connection(const ConnmgrKill *kill)
+/* A backend's identity, as a hash key. */
+typedef struct TargetKey
 {
-	return kill->outcome == KILL_TERMINATED || kill->outcome == KILL_TIMED_OUT ||
-		kill->outcome == KILL_ALREADY_GONE;
-}
+	int			pid;
+	TimestampTz started;
+} TargetKey;
 
-/* The earlier request that ends the same backend, or -1. */
-static int
-earlier_request(const ConnmgrKill *kills, int i)
+typedef struct TargetFirst
 {
-	for (int j = 0; j < i; j++)
-		if (ends_connection(&kills[j]) &&
-			kills[j].target.pid == kills[i].target.pid &&
-			kills[j].target.started == kills[i].target.started)
-			return j;
-	return -1;
+	TargetKey	key;
+	int			first;
+} TargetFirst;
+
+/*
+ * For each request that ends a connection, the index of the first request
+ * for the same backend (itself, if none came before); -1 for the others.
+ */
+static int *
+first_requests(const ConnmgrKill *kills, int n)
+{
+	HASHCTL		ctl;
+	HTAB	   *seen;
+	int		   *first = palloc(sizeof(int) * Max(n, 1));
+
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(TargetKey);
+	ctl.entrysize = sizeof(TargetFirst);
+	ctl.hcxt = CurrentMemoryContext;
+	seen = hash_create("connmgr kill targets", Max(n, 16), &ctl,
+					   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	for (int i = 0; i < n; i++)
+	{
+		TargetKey	key;
+		TargetFirst *entry;
+		bool		found;
+
+		first[i] = -1;
+		if (kills[i].outcome != KILL_TERMINATED)
+			continue;
+		memset(&key, 0, sizeof(key));
+		key.pid = kills[i].target.pid;
+		key.started = kills[i].target.started;
+		entry = hash_search(seen, &key, HASH_ENTER, &found);
+		if (!found)
+			entry->first = i;
+		first[i] = entry->first;
+	}
+	hash_destroy(seen);
+	return first;
 }
 
 /* Wait, at most timeout_ms, until every signalled target has exited. */
@@ -251,18 +281,25 @@ wait_until_gone(ConnmgrKill *kills, int n, int timeout_ms)
 void
 connmgr_kill(ConnmgrKill *kills, int n, const char *reason, bool dry_run)
 {
+	int		   *first;
+
 	connmgr_refresh_backends();
 	for (int i = 0; i < n; i++)
+	{
+		CHECK_FOR_INTERRUPTS();
 		kills[i].outcome = decide(&kills[i], dry_run);
+	}
 	if (dry_run)
 		return;
 
+	first = first_requests(kills, n);
 	connmgr_refresh_backends();
 	for (int i = 0; i < n; i++)
 	{
 		PgBackendStatus *be;
 
-		if (kills[i].outcome != KILL_TERMINATED || earlier_request(kills, i) >= 0)
+		CHECK_FOR_INTERRUPTS();
+		if (first[i] != i)
 			continue;
 		be = connmgr_find_backend(kills[i].target.pid);
 		if (!connmgr_same_backend(be, &kills[i].target) ||
@@ -274,25 +311,26 @@ connmgr_kill(ConnmgrKill *kills, int n, const char *reason, bool dry_run)
 	wait_until_gone(kills, n, connmgr_terminate_timeout_ms);
 
 	for (int i = 0; i < n; i++)
-	{
-		int			j = ends_connection(&kills[i]) ? earlier_request(kills, i) : -1;
-
-		if (j >= 0)
-			kills[i].outcome = kills[j].outcome;
-	}
+		if (first[i] >= 0 && first[i] != i)
+			kills[i].outcome = kills[first[i]].outcome;
 }
 
-/* The DETAIL that tells a client why connmgr ended its connection. */
+/*
+ * The DETAIL that tells a client why connmgr ended its connection (the
+ * note may come from a database of another encoding).
+ */
 static char *
 ending_detail(const ConnmgrEnding *ending)
 {
+	char	   *actor = connmgr_from_shared_text(ending->actor);
+
 	if (ending->kind == ENDING_EVICTION)
 		return psprintf(_("Your connection was idle, so it was ended to admit a new login of role \"%s\" at its connection limit."),
-						ending->actor);
+						actor);
 	if (ending->reason[0] == '\0')
-		return psprintf(_("Your connection was ended by role \"%s\"."), ending->actor);
+		return psprintf(_("Your connection was ended by role \"%s\"."), actor);
 	return psprintf(_("Your connection was ended by role \"%s\": %s"),
-					ending->actor, as_sentence_end(ending->reason));
+					actor, as_sentence_end(connmgr_from_shared_text(ending->reason)));
 }
 
 /*

@@ -3,7 +3,9 @@
 # connector, addresses and state, who sees which rows) and
 # connmgr.kill_connections / kill_connection (stale ids refused, bare pids,
 # one row per element in order with duplicates signalled once, dry runs
-# that signal nothing, and the ClassDB permission matrix).
+# that signal nothing, and the ClassDB permission matrix, applied to
+# kill_connection, kill_connections' dry run, kill_client_connections (dry
+# run and real) and the view).
 use strict;
 use warnings;
 
@@ -50,6 +52,31 @@ sub ending_lines
 	my ($pid, $offset) = @_;
 	return scalar grep { /terminating connection $pid of role/ }
 	  split /\n/, slurp_file($node->logfile, $offset);
+}
+
+# An idle session of $user over TCP from 127.0.0.1; ->{pid}, ->{port} (its
+# client port) and ->{id} (its connection id).
+sub tcp_session
+{
+	my ($user) = @_;
+	my $s = $node->background_psql('postgres', on_error_stop => 0,
+		extra_params => [ '-d', $node->connstr('postgres') . " host=127.0.0.1 user=$user" ]);
+	$s->{pid} = $s->query_safe('SELECT pg_backend_pid()');
+	($s->{port}, $s->{id}) = split /\|/, $node->safe_psql('postgres',
+		"SELECT client_port, connection_id FROM connmgr.connections WHERE pid = $s->{pid}");
+	return $s;
+}
+
+# The rows (address|connection_id|username|message) of
+# kill_client_connections($array_sql, dry_run => $dry) run by $caller in a
+# new session.
+sub kill_client_rows
+{
+	my ($caller, $array_sql, $dry) = @_;
+	my (undef, $out) = sql_as($node, $caller,
+		"SELECT * FROM connmgr.kill_client_connections($array_sql, dry_run => "
+		  . ($dry ? 'true' : 'false') . ')');
+	return $out;
 }
 
 sub is_gone
@@ -172,7 +199,11 @@ is(ending_lines('\d+', $offset), 0, 'no termination was logged');
 close_sessions($node, $inst, $kept, $other, $su);
 
 # 5. The permission matrix of 001_classdb_permissions.pl: 't' ends it,
-# 'f-hidden' does not see it, 'f-denied' sees it but may not end it.
+# 'f-hidden' does not see it, 'f-denied' sees it but may not end it.  For
+# each pair: the view, a dry run of kill_connections and kill_connection on
+# a Unix-socket session; then kill_client_connections by the client
+# address:port of a TCP session of the target, dry run and real (the
+# caller's own session is a Unix-socket one, never from that address).
 my %matrix = (
 	stu1 => {
 		stu1 => 't', stu2 => 'f-hidden', instructor2 => 'f-hidden',
@@ -193,6 +224,7 @@ my %message = (
 	't' => 'Connection found',
 	'f-hidden' => 'No connection found with this id',
 	'f-denied' => 'Permission denied');
+my %would = (%message, 't' => 'Would terminate');
 for my $caller (sort keys %matrix)
 {
 	for my $target (sort keys %{ $matrix{$caller} })
@@ -204,6 +236,10 @@ for my $caller (sort keys %matrix)
 			"SELECT count(*) FROM connmgr.connections WHERE connection_id = '$vid'");
 		is($seen, $expect eq 'f-hidden' ? '0' : '1',
 			"$caller " . ($expect eq 'f-hidden' ? 'does not see' : 'sees') . " $target");
+		my $user = $expect eq 'f-hidden' ? '' : $target;
+		is(kill_rows($caller, "ARRAY['$vid']", 1), "$vid|$user|$would{$expect}",
+			"kill_connections dry run by $caller of $target: $would{$expect}");
+		is_alive($victim->{pid}, "$target\'s session survives the dry run");
 		my (undef, $msg) = sql_as($node, $caller,
 			"SELECT message FROM connmgr.kill_connection('$vid')");
 		is($msg, $message{$expect}, "kill_connection by $caller of $target: $message{$expect}");
@@ -216,6 +252,32 @@ for my $caller (sort keys %matrix)
 		{
 			is_alive($victim->{pid}, "$target\'s session survives $caller");
 			close_sessions($node, $victim);
+		}
+
+		my $tv = tcp_session($target);
+		my $address = "127.0.0.1:$tv->{port}";
+		my $row = sub {
+			my ($text) = @_;
+			return $expect eq 'f-hidden'
+			  ? "$address|||No connection found from this address"
+			  : "$address|$tv->{id}|$target|$text";
+		};
+		is(kill_client_rows($caller, "ARRAY['$address']", 1), $row->($would{$expect}),
+			"kill_client_connections dry run by $caller of $target over TCP: "
+			  . ($expect eq 'f-hidden' ? 'no connection found' : $would{$expect}));
+		is_alive($tv->{pid}, "$target\'s TCP session survives the dry run");
+		is(kill_client_rows($caller, "ARRAY['$address']", 0), $row->($message{$expect}),
+			"kill_client_connections by $caller of $target over TCP: "
+			  . ($expect eq 'f-hidden' ? 'no connection found' : $message{$expect}));
+		if ($expect eq 't')
+		{
+			is_gone($tv->{pid}, "$target\'s TCP session is gone");
+			$tv->quit;
+		}
+		else
+		{
+			is_alive($tv->{pid}, "$target\'s TCP session survives $caller");
+			close_sessions($node, $tv);
 		}
 	}
 }
