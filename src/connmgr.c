@@ -31,6 +31,7 @@ int			connmgr_event_log_size = 1000;
 int			connmgr_warning_pct = 80;
 int			connmgr_critical_pct = 95;
 int			connmgr_login_cache_size = 256;
+int			connmgr_limit_grace_ms = 50;
 
 static bool connmgr_preloaded = false;
 
@@ -124,6 +125,18 @@ define_gucs(void)
 							100,
 							PGC_SIGHUP,
 							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("connmgr.limit_grace",
+							"How long a login at a limit waits for a slot that is being released.",
+							"A client that closes a connection and opens the next at once would otherwise "
+							"be refused while the old connection is still exiting.  0 refuses at once.",
+							&connmgr_limit_grace_ms,
+							50,
+							0,
+							10000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
 							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("connmgr.login_cache_size",

@@ -29,6 +29,7 @@ extern int	connmgr_event_log_size;
 extern int	connmgr_warning_pct;
 extern int	connmgr_critical_pct;
 extern int	connmgr_login_cache_size;
+extern int	connmgr_limit_grace_ms;
 extern void connmgr_require_preload(void);
 
 /* srf.c: materialized results for set-returning functions */
@@ -178,6 +179,7 @@ extern int	connmgr_server_addresses(ConnmgrServerAddr *buf);
 extern ConnmgrClaimResult connmgr_claim(Oid user, const Oid *roles, int nroles,
 										ConnmgrCheck *checks, int nchecks);
 extern bool connmgr_holds_connection_in(Oid user, Oid role);
+extern void connmgr_wait_for_release(long timeout_ms);
 extern bool connmgr_reserve_victim(int pid, const ConnmgrCheck *checks, int nchecks);
 extern void connmgr_spare_victim(int pid);
 extern void connmgr_spare_victims(void);

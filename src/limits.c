@@ -465,9 +465,45 @@ evict_until_admitted(LoginLimits *limits, bool *evicted)
 	return result;
 }
 
+/* Is a reached blocking limit 0, so that no slot can ever free up? */
+static bool
+limit_is_zero(const LoginLimits *limits)
+{
+	for (int i = 0; i < limits->nchecks; i++)
+		if (limits->checks[i].reached && limits->checks[i].blocking &&
+			limits->checks[i].limit == 0)
+			return true;
+	return false;
+}
+
 /*
- * Act on a claim's result: evict, refuse, or warn.  Errors are caught by
- * connmgr_enforce_limits().
+ * The grace: wait up to connmgr.limit_grace for a slot that is being
+ * released (a client that closed a connection and opened the next at
+ * once), claiming again whenever a counted connection ends.
+ */
+static ConnmgrClaimResult
+claim_within_grace(LoginLimits *limits)
+{
+	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													   connmgr_limit_grace_ms);
+	ConnmgrClaimResult result = CLAIM_BLOCKED;
+
+	while (result == CLAIM_BLOCKED && !limit_is_zero(limits))
+	{
+		long		remaining = TimestampDifferenceMilliseconds(GetCurrentTimestamp(),
+																deadline);
+
+		if (remaining <= 0)
+			break;
+		connmgr_wait_for_release(remaining);
+		result = claim(limits);
+	}
+	return result;
+}
+
+/*
+ * Act on a claim's result: wait out the grace, evict, refuse, or warn.
+ * Errors are caught by connmgr_enforce_limits().
  */
 static void
 act_on_claim(LoginLimits *limits, const char *database, ConnmgrClaimResult result)
@@ -475,6 +511,8 @@ act_on_claim(LoginLimits *limits, const char *database, ConnmgrClaimResult resul
 	bool		evicted = false;
 	bool		tried_eviction = false;
 
+	if (result == CLAIM_BLOCKED && connmgr_limit_grace_ms > 0)
+		result = claim_within_grace(limits);
 	if (result == CLAIM_BLOCKED && !must_reject(limits) &&
 		connmgr_terminate_timeout_ms > 0 &&
 		login_can_proceed(limits->user, database))

@@ -38,14 +38,20 @@
  *	- Admitting, releasing, reserving or sparing a victim and writing an
  *	  ending note take the lock exclusively (a login takes it once); snapshots for the views and
  *	  reading one's own note take it shared.
+ *	- A connection that gave back a charge broadcasts slot_released, after
+ *	  releasing the lock, to wake logins waiting for a slot.
  *	- Nothing that can ereport() runs while the lock is held: entries are
  *	  added with HASH_ENTER_NULL, buffers are allocated beforehand, and
  *	  messages are built by the callers after release.
  */
 #include "postgres.h"
 
+#include "libpq/libpq-be.h"
 #include "miscadmin.h"
+#include "pgstat.h"
+#include "storage/condition_variable.h"
 #include "storage/ipc.h"
+#include "storage/latch.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
 #include "utils/hsearch.h"
@@ -72,6 +78,7 @@ typedef struct ConnmgrSlot
 typedef struct ConnmgrShared
 {
 	LWLock	   *lock;
+	ConditionVariable slot_released;	/* a counted connection has ended */
 	ConnmgrSlot slots[FLEXIBLE_ARRAY_MEMBER];	/* MaxBackends of them */
 } ConnmgrShared;
 
@@ -128,6 +135,7 @@ connmgr_shmem_startup(void)
 	{
 		memset(shared, 0, shared_struct_size());
 		shared->lock = &(GetNamedLWLockTranche("connmgr"))->lock;
+		ConditionVariableInit(&shared->slot_released);
 	}
 
 	memset(&info, 0, sizeof(info));
@@ -147,6 +155,27 @@ LWLock *
 connmgr_lock(void)
 {
 	return shared->lock;
+}
+
+/*
+ * Sleep until a counted connection ends, the client of this login goes
+ * away (then exit), or timeout_ms have passed.  Call claim again after.
+ */
+void
+connmgr_wait_for_release(long timeout_ms)
+{
+	int			events = WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH;
+	pgsocket	sock = MyProcPort ? MyProcPort->sock : PGINVALID_SOCKET;
+
+	if (sock != PGINVALID_SOCKET)
+		events |= WL_SOCKET_CLOSED;
+	ConditionVariablePrepareToSleep(&shared->slot_released);
+	if (WaitLatchOrSocket(MyLatch, events, sock, Max(timeout_ms, 1),
+						  PG_WAIT_EXTENSION) & WL_SOCKET_CLOSED)
+		proc_exit(0);			/* the client gave up: nothing to admit */
+	ResetLatch(MyLatch);
+	ConditionVariableCancelSleep();
+	CHECK_FOR_INTERRUPTS();
 }
 
 /* Called from _PG_init, in the postmaster. */
@@ -253,9 +282,10 @@ static void
 release_at_exit(int code, Datum arg)
 {
 	ConnmgrEnding ending;
+	bool		released = n_charged_roles > 0;
 
 	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
-	if (n_charged_roles > 0)
+	if (released)
 		uncharge(charged_user, charged_roles, n_charged_roles);
 	ending = shared->slots[CONNMGR_MY_PROC_INDEX].ending;
 	if (admitted)
@@ -269,6 +299,8 @@ release_at_exit(int code, Datum arg)
 		connmgr_stats_count_locked(STAT_CLOSED);
 	LWLockRelease(shared->lock);
 	n_charged_roles = 0;
+	if (released)
+		ConditionVariableBroadcast(&shared->slot_released);
 
 	if (!admitted)
 		return;
