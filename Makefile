@@ -19,7 +19,8 @@ OBJS = \
 	src/admin_api.o \
 	src/stats.o \
 	src/stats_api.o \
-	src/cache.o
+	src/cache.o \
+	src/enforce_api.o
 
 EXTENSION = connmgr
 DATA = connmgr--1.0.sql

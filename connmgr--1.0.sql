@@ -394,3 +394,24 @@ COMMENT ON COLUMN connmgr.connection_events.client_address IS 'the client''s IP 
 COMMENT ON COLUMN connmgr.connection_events.actor IS 'for terminate and evict: the role that ended it';
 COMMENT ON COLUMN connmgr.connection_events.reason IS 'for terminate: the reason given';
 COMMENT ON COLUMN connmgr.connection_events.duration IS 'for disconnect: how long the session lasted';
+
+-- Bring connections over the current limits back under them now (after a
+-- limit was lowered, say): the role's policy's limits, or all of them.
+CREATE FUNCTION connmgr.enforce_limits(role_name text DEFAULT NULL,
+                                       dry_run boolean DEFAULT false,
+                                       include_active boolean DEFAULT false)
+    RETURNS TABLE (connection_id text, username name, limit_role name, message text)
+    AS 'MODULE_PATHNAME', 'connmgr_enforce_limits_now'
+    LANGUAGE C VOLATILE;
+
+CREATE FUNCTION connmgr.enforce_limits(role_name name,
+                                       dry_run boolean DEFAULT false,
+                                       include_active boolean DEFAULT false)
+    RETURNS TABLE (connection_id text, username name, limit_role name, message text)
+    AS 'MODULE_PATHNAME', 'connmgr_enforce_limits_now'
+    LANGUAGE C VOLATILE;
+
+COMMENT ON FUNCTION connmgr.enforce_limits(text, boolean, boolean) IS
+    'end the connections over the current limits (of a role''s policy, or all): idle longest first';
+COMMENT ON FUNCTION connmgr.enforce_limits(name, boolean, boolean) IS
+    'enforce_limits for a role name of type name, taken exactly';

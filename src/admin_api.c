@@ -170,31 +170,6 @@ connmgr_connection_rows(PG_FUNCTION_ARGS)
 	return (Datum) 0;
 }
 
-/* The message of a kill's outcome, as in the result rows. */
-static char *
-outcome_message(const ConnmgrKill *kill)
-{
-	switch (kill->outcome)
-	{
-		case KILL_TERMINATED:
-		case KILL_ALREADY_GONE:
-			return "Connection found";
-		case KILL_NOT_FOUND:
-			return "No connection found with this id";
-		case KILL_DENIED:
-			return "Permission denied";
-		case KILL_OWN:
-			return "Cannot terminate your own connection";
-		case KILL_NOT_CLIENT:
-			return "Not a client connection";
-		case KILL_WOULD_TERMINATE:
-			return "Would terminate";
-		case KILL_TIMED_OUT:
-			return psprintf("Did not exit within %d ms", connmgr_terminate_timeout_ms);
-	}
-	return NULL;
-}
-
 /* The optional reason argument, or NULL. */
 static const char *
 reason_arg(FunctionCallInfo fcinfo, int argno)
@@ -293,7 +268,7 @@ connmgr_kill_connections(PG_FUNCTION_ARGS)
 		nulls[1] = user == NULL;
 		if (user)
 			values[1] = DirectFunctionCall1(namein, CStringGetDatum(user));
-		values[2] = CStringGetTextDatum(kill ? outcome_message(kill) : "Invalid connection id");
+		values[2] = CStringGetTextDatum(kill ? connmgr_kill_message(kill) : "Invalid connection id");
 		tuplestore_putvalues(store, tupdesc, values, nulls);
 	}
 	return (Datum) 0;
@@ -465,7 +440,7 @@ connmgr_kill_client_connections(PG_FUNCTION_ARGS)
 			nulls[2] = user == NULL;
 			if (user)
 				values[2] = DirectFunctionCall1(namein, CStringGetDatum(user));
-			values[3] = CStringGetTextDatum(kill ? outcome_message(kill) :
+			values[3] = CStringGetTextDatum(kill ? connmgr_kill_message(kill) :
 											first[i] < 0 ? "Invalid address" :
 											"No connection found from this address");
 			tuplestore_putvalues(store, tupdesc, values, nulls);

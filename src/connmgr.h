@@ -135,6 +135,19 @@ typedef struct ConnmgrEnding
 	char		reason[CONNMGR_REASON_LEN];	/* "" for none; UTF-8 */
 } ConnmgrEnding;
 
+/* How many of a connection's charged roles its slot records. */
+#define CONNMGR_SLOT_ROLES 64
+
+/* A counted connection and (the first of) the roles it was charged for. */
+typedef struct ConnmgrCounted
+{
+	int			pid;
+	TimestampTz started;
+	Oid			user;
+	int			nroles;
+	Oid			roles[CONNMGR_SLOT_ROLES];
+} ConnmgrCounted;
+
 typedef struct ConnmgrServerAddr
 {
 	int			pid;
@@ -176,6 +189,7 @@ extern void connmgr_register_backend(const SockAddr *server_addr);
 extern bool connmgr_note_ending(const ConnmgrTarget *target, const ConnmgrEnding *ending);
 extern bool connmgr_my_ending(ConnmgrEnding *ending);
 extern int	connmgr_server_addresses(ConnmgrServerAddr *buf);
+extern int	connmgr_counted_connections(ConnmgrCounted *buf);
 extern ConnmgrClaimResult connmgr_claim(Oid user, const Oid *roles, int nroles,
 										ConnmgrCheck *checks, int nchecks);
 extern bool connmgr_holds_connection_in(Oid user, Oid role);
@@ -274,6 +288,7 @@ typedef struct ConnmgrKill
 } ConnmgrKill;
 
 extern void connmgr_kill(ConnmgrKill *kills, int n, const char *reason, bool dry_run);
+extern char *connmgr_kill_message(const ConnmgrKill *kill);
 extern bool connmgr_end_connection(const PgBackendStatus *be, ConnmgrEndingKind kind,
 								   const char *reason);
 extern bool connmgr_has_exited(int pid);

@@ -60,8 +60,6 @@
 #include "connmgr.h"
 #include "compat.h"
 
-/* How many of a connection's charged roles its slot records. */
-#define CONNMGR_SLOT_ROLES 64
 
 typedef struct ConnmgrSlot
 {
@@ -522,6 +520,35 @@ connmgr_my_ending(ConnmgrEnding *ending)
 	*ending = slot->ending;
 	LWLockRelease(shared->lock);
 	return ending->kind != ENDING_NONE;
+}
+
+/*
+ * Every counted connection with what it was charged for, for
+ * enforce_limits(): fills buf (room for MaxBackends) and returns how many.
+ */
+int
+connmgr_counted_connections(ConnmgrCounted *buf)
+{
+	int			n = 0;
+
+	if (shared == NULL)
+		return 0;
+	LWLockAcquire(shared->lock, LW_SHARED);
+	for (int i = 0; i < MaxBackends; i++)
+	{
+		const ConnmgrSlot *slot = &shared->slots[i];
+
+		if (slot->pid == 0 || !OidIsValid(slot->user))
+			continue;
+		buf[n].pid = slot->pid;
+		buf[n].started = slot->started;
+		buf[n].user = slot->user;
+		buf[n].nroles = Min(slot->nroles, CONNMGR_SLOT_ROLES);
+		memcpy(buf[n].roles, slot->roles, sizeof(Oid) * buf[n].nroles);
+		n++;
+	}
+	LWLockRelease(shared->lock);
+	return n;
 }
 
 /*

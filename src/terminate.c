@@ -315,6 +315,31 @@ connmgr_kill(ConnmgrKill *kills, int n, const char *reason, bool dry_run)
 			kills[i].outcome = kills[first[i]].outcome;
 }
 
+/* The message of a kill's outcome, as in the result rows of the admin API. */
+char *
+connmgr_kill_message(const ConnmgrKill *kill)
+{
+	switch (kill->outcome)
+	{
+		case KILL_TERMINATED:
+		case KILL_ALREADY_GONE:
+			return "Connection found";
+		case KILL_NOT_FOUND:
+			return "No connection found with this id";
+		case KILL_DENIED:
+			return "Permission denied";
+		case KILL_OWN:
+			return "Cannot terminate your own connection";
+		case KILL_NOT_CLIENT:
+			return "Not a client connection";
+		case KILL_WOULD_TERMINATE:
+			return "Would terminate";
+		case KILL_TIMED_OUT:
+			return psprintf("Did not exit within %d ms", connmgr_terminate_timeout_ms);
+	}
+	return NULL;
+}
+
 /*
  * The DETAIL that tells a client why connmgr ended its connection (the
  * note may come from a database of another encoding).

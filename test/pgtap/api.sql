@@ -210,7 +210,8 @@ SELECT is(
 SELECT is(
   (SELECT array_agg(proname::text ORDER BY proname) FROM pg_proc
     WHERE pronamespace = 'connmgr'::regnamespace),
-  ARRAY['drop_connection_limit', 'drop_connection_limit', 'export_policies',
+  ARRAY['drop_connection_limit', 'drop_connection_limit', 'enforce_limits',
+        'enforce_limits', 'export_policies',
         'kill_client_connections', 'kill_connection', 'kill_connections',
         'killconnection', 'killuserconnections', 'killuserconnections',
         'killuserconnections', 'listuserconnections', 'listuserconnections',
