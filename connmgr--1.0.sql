@@ -103,7 +103,9 @@ COMMENT ON FUNCTION connmgr.killUserConnections(NAME) IS
 CREATE FUNCTION connmgr.set_connection_limit(role_name text,
                                              per_member integer DEFAULT NULL,
                                              total integer DEFAULT NULL,
-                                             on_limit text DEFAULT 'reject')
+                                             on_limit text DEFAULT 'reject',
+                                             wait_timeout interval DEFAULT NULL,
+                                             max_waiting integer DEFAULT NULL)
     RETURNS void
     AS 'MODULE_PATHNAME', 'connmgr_set_connection_limit'
     LANGUAGE C VOLATILE;
@@ -118,7 +120,9 @@ CREATE FUNCTION connmgr.drop_connection_limit(role_name text)
 CREATE FUNCTION connmgr.set_connection_limit(role_name name,
                                              per_member integer DEFAULT NULL,
                                              total integer DEFAULT NULL,
-                                             on_limit text DEFAULT 'reject')
+                                             on_limit text DEFAULT 'reject',
+                                             wait_timeout interval DEFAULT NULL,
+                                             max_waiting integer DEFAULT NULL)
     RETURNS void
     AS 'MODULE_PATHNAME', 'connmgr_set_connection_limit'
     LANGUAGE C VOLATILE;
@@ -152,11 +156,11 @@ CREATE VIEW connmgr.connection_limits AS
     SELECT * FROM connmgr_internal.connection_limit_rows();
 GRANT SELECT ON connmgr.connection_limits TO PUBLIC;
 
-COMMENT ON FUNCTION connmgr.set_connection_limit(text, integer, integer, text) IS
+COMMENT ON FUNCTION connmgr.set_connection_limit(text, integer, integer, text, interval, integer) IS
     'create or replace the connection-limit policy of a role';
 COMMENT ON FUNCTION connmgr.drop_connection_limit(text) IS
     'remove the connection-limit policy of a role; false if it had none';
-COMMENT ON FUNCTION connmgr.set_connection_limit(name, integer, integer, text) IS
+COMMENT ON FUNCTION connmgr.set_connection_limit(name, integer, integer, text, interval, integer) IS
     'set_connection_limit for a role name of type name, taken exactly';
 COMMENT ON FUNCTION connmgr.drop_connection_limit(name) IS
     'drop_connection_limit for a role name of type name, taken exactly';

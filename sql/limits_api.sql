@@ -51,6 +51,11 @@ SELECT call, pg_temp.outcome(call) FROM (VALUES
     ($$SELECT connmgr.set_connection_limit('""', 1)$$),
     ($$SELECT connmgr.drop_connection_limit(repeat('x', 100))$$),
     ($$SELECT connmgr.set_connection_limit('x"; DROP ROLE regress_stu1; --', 1)$$),
+    ($$SELECT connmgr.set_connection_limit('regress_student', 1, on_limit => 'wait', wait_timeout => '0s')$$),
+    ($$SELECT connmgr.set_connection_limit('regress_student', 1, on_limit => 'wait', wait_timeout => '1 hour')$$),
+    ($$SELECT connmgr.set_connection_limit('regress_student', 1, on_limit => 'wait', max_waiting => 0)$$),
+    ($$SELECT connmgr.set_connection_limit('regress_student', 1, wait_timeout => '1s')$$),
+    ($$SECURITY LABEL FOR connmgr ON ROLE regress_student IS 'per_member=1,on_limit=reject,max_waiting=3'$$),
     ($$SELECT connmgr.drop_connection_limit(NULL)$$),
     ($$SELECT connmgr.drop_connection_limit('regress_nobody')$$)
   ) AS t(call);
@@ -160,6 +165,13 @@ DROP ROLE "Regress_Case", regress_case;
 SELECT connmgr.set_connection_limit('regress_stu1', per_member => 3, total => 60);
 SELECT connmgr.set_connection_limit('regress_stu1', per_member => 3, on_limit => 'evict_idle');
 SELECT connmgr.set_connection_limit('regress_stu1', per_member => 3, on_limit => 'evict_idle');
+SELECT connmgr.drop_connection_limit('regress_stu1');
+
+-- on_limit wait, with and without its own wait_timeout and max_waiting.
+SELECT connmgr.set_connection_limit('regress_stu1', per_member => 2, on_limit => 'WAIT');
+SELECT connmgr.set_connection_limit('regress_stu1', per_member => 2, on_limit => 'wait',
+                                    wait_timeout => '2.5s', max_waiting => 7);
+SELECT label FROM pg_seclabels WHERE provider = 'connmgr' AND objname = 'regress_stu1';
 SELECT connmgr.drop_connection_limit('regress_stu1');
 
 -- A policy on a superuser is kept (a restore may bring one) but never

@@ -32,6 +32,8 @@ int			connmgr_warning_pct = 80;
 int			connmgr_critical_pct = 95;
 int			connmgr_login_cache_size = 256;
 int			connmgr_limit_grace_ms = 50;
+int			connmgr_wait_timeout_ms = 10000;
+int			connmgr_max_waiting = 50;
 
 static bool connmgr_preloaded = false;
 
@@ -137,6 +139,28 @@ define_gucs(void)
 							10000,
 							PGC_SIGHUP,
 							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("connmgr.wait_timeout",
+							"How long a login waits for a slot under a policy with on_limit wait.",
+							"A policy's own wait_timeout overrides it.  Waiting ends before authentication_timeout in any case.",
+							&connmgr_wait_timeout_ms,
+							10000,
+							1,
+							600000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("connmgr.max_waiting",
+							"How many logins may wait for a slot of one limit with on_limit wait.",
+							"A policy's own max_waiting overrides it.  Each waiting login holds a backend.",
+							&connmgr_max_waiting,
+							50,
+							1,
+							10000,
+							PGC_SIGHUP,
+							0,
 							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("connmgr.login_cache_size",

@@ -30,6 +30,8 @@ extern int	connmgr_warning_pct;
 extern int	connmgr_critical_pct;
 extern int	connmgr_login_cache_size;
 extern int	connmgr_limit_grace_ms;
+extern int	connmgr_wait_timeout_ms;
+extern int	connmgr_max_waiting;
 extern void connmgr_require_preload(void);
 
 /* srf.c: materialized results for set-returning functions */
@@ -83,7 +85,8 @@ typedef enum ConnmgrOnLimit
 {
 	ON_LIMIT_REJECT,
 	ON_LIMIT_EVICT_IDLE,
-	ON_LIMIT_LOG
+	ON_LIMIT_LOG,
+	ON_LIMIT_WAIT
 } ConnmgrOnLimit;
 
 typedef struct ConnmgrPolicy
@@ -91,6 +94,8 @@ typedef struct ConnmgrPolicy
 	int			per_member;		/* -1: none */
 	int			total;			/* -1: none */
 	ConnmgrOnLimit on_limit;
+	int			wait_timeout_ms;	/* on_limit wait: -1 for the GUC's */
+	int			max_waiting;	/* on_limit wait: -1 for the GUC's */
 } ConnmgrPolicy;
 
 extern const char *connmgr_on_limit_name(ConnmgrOnLimit on_limit);
@@ -170,6 +175,8 @@ typedef struct ConnmgrCheck
 	int			limit;
 	Oid			source;			/* the role whose policy set it */
 	ConnmgrOnLimit action;		/* what that policy does at the limit */
+	int			wait_timeout_ms;	/* for wait: how long, -1 the default */
+	int			max_waiting;	/* for wait: how many may, -1 the default */
 	bool		blocking;		/* does reaching it refuse the login? */
 	int			current;		/* out: the count seen */
 	bool		reached;		/* out: current >= limit */
@@ -194,6 +201,8 @@ extern ConnmgrClaimResult connmgr_claim(Oid user, const Oid *roles, int nroles,
 										ConnmgrCheck *checks, int nchecks);
 extern bool connmgr_holds_connection_in(Oid user, Oid role);
 extern void connmgr_wait_for_release(long timeout_ms);
+extern int	connmgr_start_waiting(Oid role, int max_waiting);
+extern void connmgr_stop_waiting(void);
 extern bool connmgr_reserve_victim(int pid, const ConnmgrCheck *checks, int nchecks);
 extern void connmgr_spare_victim(int pid);
 extern void connmgr_spare_victims(void);

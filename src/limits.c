@@ -22,6 +22,11 @@
  * through grants WITH ADMIN OPTION: an instructor administers the student
  * group, and is neither limited by it nor counted in its total.
  *
+ * When several limits are reached, reject wins over wait, and wait over
+ * evict_idle.  A login that waits queues for a slot of the limit (shmem.c
+ * keeps the queue first come first served) and claims again whenever a
+ * counted connection ends.
+ *
  * Eviction ends only connections whose exit frees every limit that blocks
  * the login (shmem.c knows what each connection was charged for), reserves
  * each victim for one login, logs each victim once, and gives a victim
@@ -42,6 +47,7 @@
 #include "catalog/indexing.h"
 #include "catalog/pg_database.h"
 #include "pgstat.h"
+#include "postmaster/postmaster.h"
 #include "storage/latch.h"
 #include "utils/acl.h"
 #include "utils/fmgroids.h"
@@ -73,7 +79,7 @@ role_name(Oid roleid)
 
 static void
 add_check(LoginLimits *limits, Oid roleid, bool own, int limit,
-		  Oid source, ConnmgrOnLimit action)
+		  Oid source, const ConnmgrPolicy *policy)
 {
 	ConnmgrCheck *check = &limits->checks[limits->nchecks++];
 
@@ -81,8 +87,10 @@ add_check(LoginLimits *limits, Oid roleid, bool own, int limit,
 	check->own = own;
 	check->limit = limit;
 	check->source = source;
-	check->action = action;
-	check->blocking = action != ON_LIMIT_LOG;
+	check->action = policy->on_limit;
+	check->blocking = policy->on_limit != ON_LIMIT_LOG;
+	check->wait_timeout_ms = policy->wait_timeout_ms;
+	check->max_waiting = policy->max_waiting;
 }
 
 /* The policy of role, or false (with a WARNING if it is damaged). */
@@ -118,9 +126,8 @@ gather_limits(LoginLimits *limits)
 	int			n = list_length(groups) + 1;
 	ConnmgrPolicy policy;
 	int			group_policies = -1;	/* do they apply?  -1: not asked yet */
-	int			per_member = -1;	/* the enforced one */
+	ConnmgrPolicy per_member = {.per_member = -1};	/* the enforced one */
 	Oid			per_member_source = InvalidOid;
-	ConnmgrOnLimit per_member_action = ON_LIMIT_REJECT;
 
 	limits->roles = palloc(sizeof(Oid) * n);
 	limits->checks = palloc0(sizeof(ConnmgrCheck) * (2 * n + 1));
@@ -143,24 +150,23 @@ gather_limits(LoginLimits *limits)
 		if (i > 0 && !group_policies)
 			continue;
 		if (policy.total >= 0)
-			add_check(limits, role, false, policy.total, role, policy.on_limit);
+			add_check(limits, role, false, policy.total, role, &policy);
 		if (policy.per_member < 0)
 			continue;
 		if (policy.on_limit == ON_LIMIT_LOG)
-			add_check(limits, limits->user, true, policy.per_member, role,
-					  ON_LIMIT_LOG);
+			add_check(limits, limits->user, true, policy.per_member, role, &policy);
 		/* The role's own per_member wins; else the smallest inherited one. */
 		else if (i == 0 || (per_member_source != limits->user &&
-							(per_member < 0 || policy.per_member < per_member)))
+							(per_member.per_member < 0 ||
+							 policy.per_member < per_member.per_member)))
 		{
-			per_member = policy.per_member;
+			per_member = policy;
 			per_member_source = role;
-			per_member_action = policy.on_limit;
 		}
 	}
-	if (per_member >= 0)
-		add_check(limits, limits->user, true, per_member, per_member_source,
-				  per_member_action);
+	if (per_member.per_member >= 0)
+		add_check(limits, limits->user, true, per_member.per_member,
+				  per_member_source, &per_member);
 }
 
 /*
@@ -253,6 +259,26 @@ warn_log_only(const LoginLimits *limits)
 						role_name(limits->user), role_name(check->source)),
 				 errdetail_limit(limits, check, false)));
 	}
+}
+
+/* The first reached limit whose policy says wait, when none says reject. */
+static const ConnmgrCheck *
+wait_check(const LoginLimits *limits)
+{
+	const ConnmgrCheck *result = NULL;
+
+	for (int i = 0; i < limits->nchecks; i++)
+	{
+		const ConnmgrCheck *check = &limits->checks[i];
+
+		if (!check->reached || !check->blocking)
+			continue;
+		if (check->action == ON_LIMIT_REJECT)
+			return NULL;
+		if (check->action == ON_LIMIT_WAIT && result == NULL)
+			result = check;
+	}
+	return result;
 }
 
 /* Does any reached blocking limit say reject rather than evict_idle? */
@@ -502,6 +528,60 @@ claim_within_grace(LoginLimits *limits)
 }
 
 /*
+ * on_limit wait: queue for a slot of the limit, first come first served,
+ * and claim again whenever a counted connection ends, until admitted or
+ * the policy's wait_timeout has passed.  A full queue, or the timeout,
+ * refuses the login.
+ */
+static ConnmgrClaimResult
+wait_for_slot(LoginLimits *limits, const ConnmgrCheck *check)
+{
+	int			timeout_ms = check->wait_timeout_ms > 0 ?
+		check->wait_timeout_ms : connmgr_wait_timeout_ms;
+	int			max_waiting = check->max_waiting > 0 ?
+		check->max_waiting : connmgr_max_waiting;
+	TimestampTz start = GetCurrentTimestamp();
+	TimestampTz deadline;
+	ConnmgrClaimResult result = CLAIM_BLOCKED;
+	int			waiting;
+	Oid			role = check->roleid;
+
+	/* a waiting login must give up well before authentication_timeout */
+	timeout_ms = Min(timeout_ms, Max(AuthenticationTimeout * 1000 - 1000, 1));
+	deadline = TimestampTzPlusMilliseconds(start, timeout_ms);
+	waiting = connmgr_start_waiting(role, max_waiting);
+	if (waiting >= 0)
+		ereport(FATAL,
+				(errcode(ERRCODE_TOO_MANY_CONNECTIONS),
+				 errmsg("too many logins waiting for a connection slot of role \"%s\"",
+						role_name(role)),
+				 errdetail_plural("%d login is already waiting; at most %d may wait.",
+								  "%d logins are already waiting; at most %d may wait.",
+								  waiting, waiting, max_waiting),
+				 errhint("Try again later.")));
+	while (result == CLAIM_BLOCKED && !must_reject(limits))
+	{
+		long		remaining = TimestampDifferenceMilliseconds(GetCurrentTimestamp(),
+																deadline);
+
+		if (remaining <= 0)
+			break;
+		connmgr_wait_for_release(remaining);
+		result = claim(limits);
+	}
+	connmgr_stop_waiting();
+	if (result == CLAIM_BLOCKED)
+		ereport(FATAL,
+				(errcode(ERRCODE_TOO_MANY_CONNECTIONS),
+				 errmsg("too many connections for role \"%s\" after waiting %ld ms",
+						role_name(limits->user),
+						(long) TimestampDifferenceMilliseconds(start, GetCurrentTimestamp())),
+				 errdetail_limit(limits, first_reached(limits, true), false),
+				 errhint_refusal(limits, first_reached(limits, true))));
+	return result;
+}
+
+/*
  * Act on a claim's result: wait out the grace, evict, refuse, or warn.
  * Errors are caught by connmgr_enforce_limits().
  */
@@ -511,6 +591,8 @@ act_on_claim(LoginLimits *limits, const char *database, ConnmgrClaimResult resul
 	bool		evicted = false;
 	bool		tried_eviction = false;
 
+	if (result == CLAIM_BLOCKED && wait_check(limits) != NULL)
+		result = wait_for_slot(limits, wait_check(limits));
 	if (result == CLAIM_BLOCKED && connmgr_limit_grace_ms > 0)
 		result = claim_within_grace(limits);
 	if (result == CLAIM_BLOCKED && !must_reject(limits) &&

@@ -14,7 +14,9 @@
 #include "catalog/pg_authid.h"
 #include "tcop/utility.h"
 #include "utils/acl.h"
+#include "postmaster/postmaster.h"
 #include "utils/builtins.h"
+#include "utils/timestamp.h"
 
 #include "connmgr.h"
 
@@ -88,6 +90,30 @@ limit_arg(FunctionCallInfo fcinfo, int argno)
 	return limit;
 }
 
+/*
+ * The wait_timeout argument in milliseconds, or -1 for NULL (the
+ * default).  It must be positive and end before authentication_timeout.
+ */
+static int
+wait_timeout_arg(FunctionCallInfo fcinfo, int argno)
+{
+	Interval   *value;
+	int64		ms;
+
+	if (PG_ARGISNULL(argno))
+		return -1;
+	value = PG_GETARG_INTERVAL_P(argno);
+	ms = (value->time + (int64) value->day * USECS_PER_DAY +
+		  (int64) value->month * DAYS_PER_MONTH * USECS_PER_DAY) / 1000;
+	if (ms <= 0 || ms >= (int64) AuthenticationTimeout * 1000)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("wait_timeout must be positive and shorter than authentication_timeout"),
+				 errdetail("A waiting login holds its connection until it is admitted; authentication_timeout is %d s.",
+						   AuthenticationTimeout)));
+	return (int) ms;
+}
+
 Datum
 connmgr_set_connection_limit(PG_FUNCTION_ARGS)
 {
@@ -104,13 +130,24 @@ connmgr_set_connection_limit(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("on_limit must not be null"),
-				 errhint("Use 'reject', 'evict_idle' or 'log'.")));
+				 errhint("Use 'reject', 'evict_idle', 'log' or 'wait'.")));
 	on_limit = text_to_cstring(PG_GETARG_TEXT_PP(3));
 	if (!connmgr_on_limit_from_name(on_limit, &policy.on_limit))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid value for parameter \"on_limit\": \"%s\"", on_limit),
-				 errhint("Use 'reject', 'evict_idle' or 'log'.")));
+				 errhint("Use 'reject', 'evict_idle', 'log' or 'wait'.")));
+	policy.wait_timeout_ms = wait_timeout_arg(fcinfo, 4);
+	policy.max_waiting = PG_ARGISNULL(5) ? -1 : PG_GETARG_INT32(5);
+	if (!PG_ARGISNULL(5) && policy.max_waiting <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max_waiting must be positive")));
+	if (policy.on_limit != ON_LIMIT_WAIT &&
+		(policy.wait_timeout_ms >= 0 || policy.max_waiting >= 0))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("wait_timeout and max_waiting are for on_limit 'wait' only")));
 	if (policy.per_member < 0 && policy.total < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),

@@ -13,7 +13,8 @@
  * Label text: comma-separated key=value pairs, for example
  *		per_member=5,total=60,on_limit=evict_idle
  * per_member and total are optional non-negative integers (at least one
- * is present); on_limit is reject, evict_idle or log.  Keys and values
+ * is present); on_limit is reject, evict_idle, log or wait; with wait,
+ * wait_timeout (milliseconds) and max_waiting may follow.  Keys and values
  * are case-insensitive.  A
  * label has at most CONNMGR_MAX_LABEL_LEN bytes, so PostgreSQL always
  * stores it inline and uncompressed: reading a TOASTed value would need a
@@ -51,6 +52,7 @@ static const char *const on_limit_names[] = {
 	[ON_LIMIT_REJECT] = "reject",
 	[ON_LIMIT_EVICT_IDLE] = "evict_idle",
 	[ON_LIMIT_LOG] = "log",
+	[ON_LIMIT_WAIT] = "wait",
 };
 
 const char *
@@ -85,6 +87,10 @@ connmgr_policy_text(const ConnmgrPolicy *policy)
 	if (policy->total >= 0)
 		appendStringInfo(&buf, "total=%d,", policy->total);
 	appendStringInfo(&buf, "on_limit=%s", connmgr_on_limit_name(policy->on_limit));
+	if (policy->wait_timeout_ms >= 0)
+		appendStringInfo(&buf, ",wait_timeout=%d", policy->wait_timeout_ms);
+	if (policy->max_waiting >= 0)
+		appendStringInfo(&buf, ",max_waiting=%d", policy->max_waiting);
 	return buf.data;
 }
 
@@ -122,6 +128,8 @@ policy_problem(const char *label, ConnmgrPolicy *policy)
 	policy->per_member = -1;
 	policy->total = -1;
 	policy->on_limit = ON_LIMIT_REJECT;
+	policy->wait_timeout_ms = -1;
+	policy->max_waiting = -1;
 	if (strlen(label) > CONNMGR_MAX_LABEL_LEN)
 		return psprintf(_("The label has %zu bytes; a policy label has at most %d."),
 						strlen(label), CONNMGR_MAX_LABEL_LEN);
@@ -151,13 +159,26 @@ policy_problem(const char *label, ConnmgrPolicy *policy)
 		else if (pg_strcasecmp(item, "on_limit") == 0 && !seen_on_limit)
 		{
 			if (!connmgr_on_limit_from_name(value, &policy->on_limit))
-				problem = _("on_limit must be reject, evict_idle or log.");
+				problem = _("on_limit must be reject, evict_idle, log or wait.");
 			seen_on_limit = true;
 		}
+		else if (pg_strcasecmp(item, "wait_timeout") == 0 && policy->wait_timeout_ms < 0)
+		{
+			if ((policy->wait_timeout_ms = parse_limit(value)) <= 0)
+				problem = _("wait_timeout must be a positive number of milliseconds.");
+		}
+		else if (pg_strcasecmp(item, "max_waiting") == 0 && policy->max_waiting < 0)
+		{
+			if ((policy->max_waiting = parse_limit(value)) <= 0)
+				problem = _("max_waiting must be a positive integer.");
+		}
 		else
-			problem = _("Only per_member, total and on_limit are allowed, each at most once.");
+			problem = _("Only per_member, total, on_limit, wait_timeout and max_waiting are allowed, each at most once.");
 	}
 	pfree(copy);
+	if (problem == NULL && policy->on_limit != ON_LIMIT_WAIT &&
+		(policy->wait_timeout_ms >= 0 || policy->max_waiting >= 0))
+		problem = _("wait_timeout and max_waiting are for on_limit wait only.");
 	if (problem == NULL && policy->per_member < 0 && policy->total < 0)
 		problem = _("At least one of per_member and total must be given.");
 	return problem;

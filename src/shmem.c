@@ -39,7 +39,9 @@
  *	  ending note take the lock exclusively (a login takes it once); snapshots for the views and
  *	  reading one's own note take it shared.
  *	- A connection that gave back a charge broadcasts slot_released, after
- *	  releasing the lock, to wake logins waiting for a slot.
+ *	  releasing the lock, to wake logins waiting for a slot; so does a
+ *	  login that leaves the queue of a limit with on_limit wait (its place
+ *	  in the queue, a ticket, is in its slot).
  *	- Nothing that can ereport() runs while the lock is held: entries are
  *	  added with HASH_ENTER_NULL, buffers are allocated beforehand, and
  *	  messages are built by the callers after release.
@@ -71,12 +73,15 @@ typedef struct ConnmgrSlot
 	int			nroles;			/* roles charged, may exceed the array */
 	Oid			roles[CONNMGR_SLOT_ROLES];
 	ConnmgrEnding ending;		/* why it is being terminated */
+	Oid			waiting_for;	/* a login waiting for a slot of this role */
+	uint64		ticket;			/* its place in that queue */
 } ConnmgrSlot;
 
 typedef struct ConnmgrShared
 {
 	LWLock	   *lock;
 	ConditionVariable slot_released;	/* a counted connection has ended */
+	uint64		next_ticket;	/* for logins that wait for a slot */
 	ConnmgrSlot slots[FLEXIBLE_ARRAY_MEMBER];	/* MaxBackends of them */
 } ConnmgrShared;
 
@@ -89,6 +94,9 @@ static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 /* Has this backend registered (its exit callback, its server address)? */
 static bool registered = false;
 static SockAddr my_server_addr;
+
+/* This login's place in a queue for a slot, or 0. */
+static uint64 my_ticket = 0;
 
 /* Was this backend's login admitted (and so counted as opened)? */
 static bool admitted = false;
@@ -253,6 +261,9 @@ fill_my_slot(Oid user, const Oid *roles, int nroles)
 	if (nroles > 0)
 		memcpy(slot->roles, roles, sizeof(Oid) * Min(nroles, CONNMGR_SLOT_ROLES));
 	memset(&slot->ending, 0, sizeof(slot->ending));
+	slot->waiting_for = InvalidOid;
+	slot->ticket = 0;
+	my_ticket = 0;
 	connmgr_stats_count_locked(STAT_OPENED);
 	admitted = true;
 }
@@ -279,33 +290,37 @@ spare_my_victims(void)
 static void
 release_at_exit(int code, Datum arg)
 {
-	ConnmgrEnding ending;
-	bool		released = n_charged_roles > 0;
+	ConnmgrSlot *slot = &shared->slots[CONNMGR_MY_PROC_INDEX];
+	bool		released = n_charged_roles > 0 || my_ticket != 0;
 
 	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
-	if (released)
-		uncharge(charged_user, charged_roles, n_charged_roles);
-	ending = shared->slots[CONNMGR_MY_PROC_INDEX].ending;
+	slot->waiting_for = InvalidOid;
+	slot->ticket = 0;
+	my_ticket = 0;
 	if (admitted)
-		memset(&shared->slots[CONNMGR_MY_PROC_INDEX], 0, sizeof(ConnmgrSlot));
-	spare_my_victims();
-	if (admitted && ending.kind == ENDING_EVICTION)
-		connmgr_stats_count_locked(STAT_EVICTED);
-	if (admitted && ending.kind == ENDING_KILL)
-		connmgr_stats_count_locked(STAT_TERMINATED);
-	if (admitted)
+	{
+		/*
+		 * Count and log the end before the slot is given back, so that the
+		 * event log never shows a newcomer in before this one is out.
+		 */
+		if (slot->ending.kind == ENDING_EVICTION)
+			connmgr_stats_count_locked(STAT_EVICTED);
+		if (slot->ending.kind == ENDING_KILL)
+			connmgr_stats_count_locked(STAT_TERMINATED);
 		connmgr_stats_count_locked(STAT_CLOSED);
+		if (slot->ending.kind != ENDING_NONE)
+			connmgr_stats_event(slot->ending.kind == ENDING_EVICTION ?
+								EVENT_EVICT : EVENT_TERMINATE, &slot->ending);
+		connmgr_stats_event(EVENT_DISCONNECT, NULL);
+		memset(slot, 0, sizeof(ConnmgrSlot));
+	}
+	if (n_charged_roles > 0)
+		uncharge(charged_user, charged_roles, n_charged_roles);
+	spare_my_victims();
 	LWLockRelease(shared->lock);
 	n_charged_roles = 0;
 	if (released)
 		ConditionVariableBroadcast(&shared->slot_released);
-
-	if (!admitted)
-		return;
-	if (ending.kind != ENDING_NONE)
-		connmgr_stats_event(ending.kind == ENDING_EVICTION ? EVENT_EVICT : EVENT_TERMINATE,
-							&ending);
-	connmgr_stats_event(EVENT_DISCONNECT, NULL);
 }
 
 /*
@@ -323,6 +338,64 @@ connmgr_register_backend(const SockAddr *server_addr)
 	registered = true;
 	if (server_addr)
 		my_server_addr = *server_addr;
+}
+
+/*
+ * Lock held.  Is another login waiting for a slot of role, ahead of this
+ * one?  Slots of a limit with on_limit wait go first come first served:
+ * a free slot belongs to the login that has waited longest.
+ */
+static bool
+waits_before_me(Oid role)
+{
+	for (int i = 0; i < MaxBackends; i++)
+	{
+		const ConnmgrSlot *slot = &shared->slots[i];
+
+		if (slot->waiting_for == role && slot->ticket != 0 &&
+			(my_ticket == 0 || slot->ticket < my_ticket))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Queue this login for a slot of role, unless max_waiting logins already
+ * wait for one: then return how many do, else -1.
+ */
+int
+connmgr_start_waiting(Oid role, int max_waiting)
+{
+	ConnmgrSlot *mine = &shared->slots[CONNMGR_MY_PROC_INDEX];
+	int			waiting = 0;
+
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	for (int i = 0; i < MaxBackends; i++)
+		if (shared->slots[i].waiting_for == role && shared->slots[i].ticket != 0)
+			waiting++;
+	if (waiting < max_waiting)
+	{
+		my_ticket = ++shared->next_ticket;
+		mine->waiting_for = role;
+		mine->ticket = my_ticket;
+		waiting = -1;
+	}
+	LWLockRelease(shared->lock);
+	return waiting;
+}
+
+/* Leave the queue (admitted or giving up), and let the next in line try. */
+void
+connmgr_stop_waiting(void)
+{
+	if (my_ticket == 0)
+		return;
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	shared->slots[CONNMGR_MY_PROC_INDEX].waiting_for = InvalidOid;
+	shared->slots[CONNMGR_MY_PROC_INDEX].ticket = 0;
+	my_ticket = 0;
+	LWLockRelease(shared->lock);
+	ConditionVariableBroadcast(&shared->slot_released);
 }
 
 /*
@@ -355,7 +428,8 @@ connmgr_claim(Oid user, const Oid *roles, int nroles,
 	for (int i = 0; i < nchecks; i++)
 	{
 		checks[i].current = current_count(checks[i].roleid, checks[i].own);
-		checks[i].reached = checks[i].current >= checks[i].limit;
+		checks[i].reached = checks[i].current >= checks[i].limit ||
+			(checks[i].action == ON_LIMIT_WAIT && waits_before_me(checks[i].roleid));
 		blocked |= checks[i].reached && checks[i].blocking;
 	}
 	if (!blocked)

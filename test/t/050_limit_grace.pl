@@ -49,7 +49,7 @@ unlike($err, qr/too many connections/, 'without one refusal');
 cmp_ok($processed, '>', 100, "and gets work done ($processed logins)");
 
 set_grace('0');
-($ok, $processed, $err) = pgbench_at_limit(5);
+($ok, $processed, $err) = pgbench_at_limit(10);
 ok(!$ok, 'with the grace turned off, pgbench fails');
 like($err, qr/FATAL:  too many connections for role "pool"/,
 	'because its reconnections are refused');
