@@ -20,7 +20,8 @@ OBJS = \
 	src/stats.o \
 	src/stats_api.o \
 	src/cache.o \
-	src/enforce_api.o
+	src/enforce_api.o \
+	src/idle.o
 
 EXTENSION = connmgr
 DATA = connmgr--1.0.sql

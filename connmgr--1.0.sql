@@ -105,7 +105,9 @@ CREATE FUNCTION connmgr.set_connection_limit(role_name text,
                                              total integer DEFAULT NULL,
                                              on_limit text DEFAULT 'reject',
                                              wait_timeout interval DEFAULT NULL,
-                                             max_waiting integer DEFAULT NULL)
+                                             max_waiting integer DEFAULT NULL,
+                                             idle_timeout interval DEFAULT NULL,
+                                             idle_in_transaction_timeout interval DEFAULT NULL)
     RETURNS void
     AS 'MODULE_PATHNAME', 'connmgr_set_connection_limit'
     LANGUAGE C VOLATILE;
@@ -122,7 +124,9 @@ CREATE FUNCTION connmgr.set_connection_limit(role_name name,
                                              total integer DEFAULT NULL,
                                              on_limit text DEFAULT 'reject',
                                              wait_timeout interval DEFAULT NULL,
-                                             max_waiting integer DEFAULT NULL)
+                                             max_waiting integer DEFAULT NULL,
+                                             idle_timeout interval DEFAULT NULL,
+                                             idle_in_transaction_timeout interval DEFAULT NULL)
     RETURNS void
     AS 'MODULE_PATHNAME', 'connmgr_set_connection_limit'
     LANGUAGE C VOLATILE;
@@ -156,11 +160,11 @@ CREATE VIEW connmgr.connection_limits AS
     SELECT * FROM connmgr_internal.connection_limit_rows();
 GRANT SELECT ON connmgr.connection_limits TO PUBLIC;
 
-COMMENT ON FUNCTION connmgr.set_connection_limit(text, integer, integer, text, interval, integer) IS
+COMMENT ON FUNCTION connmgr.set_connection_limit(text, integer, integer, text, interval, integer, interval, interval) IS
     'create or replace the connection-limit policy of a role';
 COMMENT ON FUNCTION connmgr.drop_connection_limit(text) IS
     'remove the connection-limit policy of a role; false if it had none';
-COMMENT ON FUNCTION connmgr.set_connection_limit(name, integer, integer, text, interval, integer) IS
+COMMENT ON FUNCTION connmgr.set_connection_limit(name, integer, integer, text, interval, integer, interval, interval) IS
     'set_connection_limit for a role name of type name, taken exactly';
 COMMENT ON FUNCTION connmgr.drop_connection_limit(name) IS
     'drop_connection_limit for a role name of type name, taken exactly';

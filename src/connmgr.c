@@ -34,6 +34,7 @@ int			connmgr_login_cache_size = 256;
 int			connmgr_limit_grace_ms = 50;
 int			connmgr_wait_timeout_ms = 10000;
 int			connmgr_max_waiting = 50;
+int			connmgr_idle_check_interval_ms = 10000;
 
 static bool connmgr_preloaded = false;
 
@@ -163,6 +164,17 @@ define_gucs(void)
 							0,
 							NULL, NULL, NULL);
 
+	DefineCustomIntVariable("connmgr.idle_check_interval",
+							"How often the idle worker looks for connections past their idle timeouts.",
+							NULL,
+							&connmgr_idle_check_interval_ms,
+							10000,
+							100,
+							3600000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
 	DefineCustomIntVariable("connmgr.login_cache_size",
 							"Shared memory for the cache of what logins need.",
 							"A login whose answer is cached reads no catalog; 0 turns the cache off.",
@@ -188,6 +200,7 @@ _PG_init(void)
 	connmgr_install_shmem_hooks();
 	connmgr_install_hooks();
 	connmgr_cache_register_callbacks();
+	connmgr_register_idle_worker();
 	connmgr_register_label_provider();
 }
 

@@ -32,6 +32,7 @@ extern int	connmgr_login_cache_size;
 extern int	connmgr_limit_grace_ms;
 extern int	connmgr_wait_timeout_ms;
 extern int	connmgr_max_waiting;
+extern int	connmgr_idle_check_interval_ms;
 extern void connmgr_require_preload(void);
 
 /* srf.c: materialized results for set-returning functions */
@@ -96,6 +97,8 @@ typedef struct ConnmgrPolicy
 	ConnmgrOnLimit on_limit;
 	int			wait_timeout_ms;	/* on_limit wait: -1 for the GUC's */
 	int			max_waiting;	/* on_limit wait: -1 for the GUC's */
+	int			idle_timeout_ms;	/* -1: none */
+	int			idle_in_xact_timeout_ms;	/* -1: none */
 } ConnmgrPolicy;
 
 extern const char *connmgr_on_limit_name(ConnmgrOnLimit on_limit);
@@ -127,7 +130,8 @@ typedef enum ConnmgrEndingKind
 {
 	ENDING_NONE,
 	ENDING_KILL,				/* a kill function */
-	ENDING_EVICTION				/* evicted to admit a login of its role */
+	ENDING_EVICTION,			/* evicted to admit a login of its role */
+	ENDING_IDLE_TIMEOUT			/* idle for longer than its idle_timeout */
 } ConnmgrEndingKind;
 
 #define CONNMGR_REASON_LEN 256
@@ -320,6 +324,11 @@ extern void connmgr_cache_register_callbacks(void);
 /* limits.c: deciding whether a login may proceed under its policies */
 extern void connmgr_enforce_limits(Oid user, const char *database);
 extern int	connmgr_enforced_per_member(Oid user);
+extern void connmgr_idle_timeouts(Oid user, int *idle_ms, Oid *idle_source,
+								  int *in_xact_ms, Oid *in_xact_source);
+
+/* idle.c: the worker that ends connections past their idle timeouts */
+extern void connmgr_register_idle_worker(void);
 
 /* hooks.c: the hooks connmgr installs into PostgreSQL */
 extern void connmgr_install_hooks(void);

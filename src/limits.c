@@ -63,6 +63,10 @@
 typedef struct LoginLimits
 {
 	Oid			user;
+	int			idle_ms;		/* the idle timeout that applies, or -1 */
+	Oid			idle_source;
+	int			in_xact_ms;		/* idle in a transaction, or -1 */
+	Oid			in_xact_source;
 	Oid		   *roles;			/* user first, then its inherited groups */
 	int			nroles;
 	ConnmgrCheck *checks;
@@ -117,6 +121,24 @@ usable_policy(Oid role, ConnmgrPolicy *policy)
 	return false;
 }
 
+/* The shortest idle timeouts of the policies that apply win. */
+static void
+note_idle_timeouts(LoginLimits *limits, Oid role, const ConnmgrPolicy *policy)
+{
+	if (policy->idle_timeout_ms > 0 &&
+		(limits->idle_ms < 0 || policy->idle_timeout_ms < limits->idle_ms))
+	{
+		limits->idle_ms = policy->idle_timeout_ms;
+		limits->idle_source = role;
+	}
+	if (policy->idle_in_xact_timeout_ms > 0 &&
+		(limits->in_xact_ms < 0 || policy->idle_in_xact_timeout_ms < limits->in_xact_ms))
+	{
+		limits->in_xact_ms = policy->idle_in_xact_timeout_ms;
+		limits->in_xact_source = role;
+	}
+}
+
 /* Fill limits from the catalogs: the user's groups and their policies. */
 static void
 gather_limits(LoginLimits *limits)
@@ -131,6 +153,7 @@ gather_limits(LoginLimits *limits)
 
 	limits->roles = palloc(sizeof(Oid) * n);
 	limits->checks = palloc0(sizeof(ConnmgrCheck) * (2 * n + 1));
+	limits->idle_ms = limits->in_xact_ms = -1;
 	limits->roles[0] = limits->user;
 	for (int i = 1; i < n; i++)
 		limits->roles[i] = list_nth_oid(groups, i - 1);
@@ -149,6 +172,7 @@ gather_limits(LoginLimits *limits)
 			group_policies = connmgr_group_policies_apply(limits->user);
 		if (i > 0 && !group_policies)
 			continue;
+		note_idle_timeouts(limits, role, &policy);
 		if (policy.total >= 0)
 			add_check(limits, role, false, policy.total, role, &policy);
 		if (policy.per_member < 0)
@@ -636,6 +660,24 @@ connmgr_enforced_per_member(Oid user)
 		if (limits.checks[i].own && limits.checks[i].blocking)
 			return limits.checks[i].limit;
 	return -1;
+}
+
+/*
+ * The idle timeouts that apply to user's connections (the shortest of the
+ * policies that apply, as for limits), -1 for none, and whose they are.
+ * For the idle worker.
+ */
+void
+connmgr_idle_timeouts(Oid user, int *idle_ms, Oid *idle_source,
+					  int *in_xact_ms, Oid *in_xact_source)
+{
+	LoginLimits limits = {.user = user};
+
+	gather_limits(&limits);
+	*idle_ms = limits.idle_ms;
+	*idle_source = limits.idle_source;
+	*in_xact_ms = limits.in_xact_ms;
+	*in_xact_source = limits.in_xact_source;
 }
 
 /*

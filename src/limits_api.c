@@ -90,6 +90,26 @@ limit_arg(FunctionCallInfo fcinfo, int argno)
 	return limit;
 }
 
+/* An interval argument in milliseconds (positive, below 2^31), or -1 for NULL. */
+static int
+interval_ms_arg(FunctionCallInfo fcinfo, int argno)
+{
+	Interval   *value;
+	int64		ms;
+
+	if (PG_ARGISNULL(argno))
+		return -1;
+	value = PG_GETARG_INTERVAL_P(argno);
+	ms = (value->time + (int64) value->day * USECS_PER_DAY +
+		  (int64) value->month * DAYS_PER_MONTH * USECS_PER_DAY) / 1000;
+	if (ms <= 0 || ms > PG_INT32_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 argno == 6 ? errmsg("idle_timeout must be positive and less than 24 days") :
+				 errmsg("idle_in_transaction_timeout must be positive and less than 24 days")));
+	return (int) ms;
+}
+
 /*
  * The wait_timeout argument in milliseconds, or -1 for NULL (the
  * default).  It must be positive and end before authentication_timeout.
@@ -138,6 +158,8 @@ connmgr_set_connection_limit(PG_FUNCTION_ARGS)
 				 errmsg("invalid value for parameter \"on_limit\": \"%s\"", on_limit),
 				 errhint("Use 'reject', 'evict_idle', 'log' or 'wait'.")));
 	policy.wait_timeout_ms = wait_timeout_arg(fcinfo, 4);
+	policy.idle_timeout_ms = interval_ms_arg(fcinfo, 6);
+	policy.idle_in_xact_timeout_ms = interval_ms_arg(fcinfo, 7);
 	policy.max_waiting = PG_ARGISNULL(5) ? -1 : PG_GETARG_INT32(5);
 	if (!PG_ARGISNULL(5) && policy.max_waiting <= 0)
 		ereport(ERROR,
@@ -148,10 +170,11 @@ connmgr_set_connection_limit(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("wait_timeout and max_waiting are for on_limit 'wait' only")));
-	if (policy.per_member < 0 && policy.total < 0)
+	if (policy.per_member < 0 && policy.total < 0 &&
+		policy.idle_timeout_ms < 0 && policy.idle_in_xact_timeout_ms < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("a connection limit needs per_member or total"),
+				 errmsg("a connection limit needs per_member, total or an idle timeout"),
 				 errhint("To remove a role's limit, use connmgr.drop_connection_limit().")));
 
 	notice_replaced(role, name, &policy);

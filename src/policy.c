@@ -13,9 +13,10 @@
  * Label text: comma-separated key=value pairs, for example
  *		per_member=5,total=60,on_limit=evict_idle
  * per_member and total are optional non-negative integers (at least one
- * is present); on_limit is reject, evict_idle, log or wait; with wait,
- * wait_timeout (milliseconds) and max_waiting may follow.  Keys and values
- * are case-insensitive.  A
+ * is present, or an idle timeout); on_limit is reject, evict_idle, log or
+ * wait; with wait, wait_timeout (milliseconds) and max_waiting may follow;
+ * idle_timeout and idle_in_transaction_timeout are in milliseconds.  Keys
+ * and values are case-insensitive.  A
  * label has at most CONNMGR_MAX_LABEL_LEN bytes, so PostgreSQL always
  * stores it inline and uncompressed: reading a TOASTed value would need a
  * relation that cannot be opened before a database is selected, and the
@@ -91,6 +92,11 @@ connmgr_policy_text(const ConnmgrPolicy *policy)
 		appendStringInfo(&buf, ",wait_timeout=%d", policy->wait_timeout_ms);
 	if (policy->max_waiting >= 0)
 		appendStringInfo(&buf, ",max_waiting=%d", policy->max_waiting);
+	if (policy->idle_timeout_ms >= 0)
+		appendStringInfo(&buf, ",idle_timeout=%d", policy->idle_timeout_ms);
+	if (policy->idle_in_xact_timeout_ms >= 0)
+		appendStringInfo(&buf, ",idle_in_transaction_timeout=%d",
+						 policy->idle_in_xact_timeout_ms);
 	return buf.data;
 }
 
@@ -130,6 +136,8 @@ policy_problem(const char *label, ConnmgrPolicy *policy)
 	policy->on_limit = ON_LIMIT_REJECT;
 	policy->wait_timeout_ms = -1;
 	policy->max_waiting = -1;
+	policy->idle_timeout_ms = -1;
+	policy->idle_in_xact_timeout_ms = -1;
 	if (strlen(label) > CONNMGR_MAX_LABEL_LEN)
 		return psprintf(_("The label has %zu bytes; a policy label has at most %d."),
 						strlen(label), CONNMGR_MAX_LABEL_LEN);
@@ -172,15 +180,27 @@ policy_problem(const char *label, ConnmgrPolicy *policy)
 			if ((policy->max_waiting = parse_limit(value)) <= 0)
 				problem = _("max_waiting must be a positive integer.");
 		}
+		else if (pg_strcasecmp(item, "idle_timeout") == 0 && policy->idle_timeout_ms < 0)
+		{
+			if ((policy->idle_timeout_ms = parse_limit(value)) <= 0)
+				problem = _("idle_timeout must be a positive number of milliseconds.");
+		}
+		else if (pg_strcasecmp(item, "idle_in_transaction_timeout") == 0 &&
+				 policy->idle_in_xact_timeout_ms < 0)
+		{
+			if ((policy->idle_in_xact_timeout_ms = parse_limit(value)) <= 0)
+				problem = _("idle_in_transaction_timeout must be a positive number of milliseconds.");
+		}
 		else
-			problem = _("Only per_member, total, on_limit, wait_timeout and max_waiting are allowed, each at most once.");
+			problem = _("Only per_member, total, on_limit, wait_timeout, max_waiting, idle_timeout and idle_in_transaction_timeout are allowed, each at most once.");
 	}
 	pfree(copy);
 	if (problem == NULL && policy->on_limit != ON_LIMIT_WAIT &&
 		(policy->wait_timeout_ms >= 0 || policy->max_waiting >= 0))
 		problem = _("wait_timeout and max_waiting are for on_limit wait only.");
-	if (problem == NULL && policy->per_member < 0 && policy->total < 0)
-		problem = _("At least one of per_member and total must be given.");
+	if (problem == NULL && policy->per_member < 0 && policy->total < 0 &&
+		policy->idle_timeout_ms < 0 && policy->idle_in_xact_timeout_ms < 0)
+		problem = _("At least one of per_member, total, idle_timeout and idle_in_transaction_timeout must be given.");
 	return problem;
 }
 

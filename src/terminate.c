@@ -84,7 +84,14 @@ log_ending(const PgBackendStatus *be, ConnmgrEndingKind kind, const char *reason
 	const char *client = or_none(connmgr_client_addr_text(be));
 	const char *id = connmgr_connection_id(be);
 
-	if (kind == ENDING_EVICTION)
+	if (kind == ENDING_IDLE_TIMEOUT)
+		ereport(LOG,
+				(errcode(ERRCODE_SUCCESSFUL_COMPLETION),
+				 errmsg("ending connection %d of role \"%s\": %s",
+						be->st_procpid, target_role, reason),
+				 errdetail("The connection %s is to database \"%s\" from client %s with application name \"%s\".",
+						   id, database, client, be->st_appname)));
+	else if (kind == ENDING_EVICTION)
 		ereport(LOG,
 				(errcode(ERRCODE_SUCCESSFUL_COMPLETION),
 				 errmsg("evicting idle connection %d of role \"%s\" to admit a login of process %d",
@@ -137,8 +144,8 @@ connmgr_end_connection(const PgBackendStatus *be, ConnmgrEndingKind kind,
 {
 	ConnmgrTarget target = connmgr_target_of(be);
 	ConnmgrEnding ending;
-	const char *actor = GetUserNameFromId(kind == ENDING_EVICTION ?
-										  be->st_userid : GetUserId(), true);
+	const char *actor = kind == ENDING_IDLE_TIMEOUT ? "connmgr" :
+		GetUserNameFromId(kind == ENDING_EVICTION ? be->st_userid : GetUserId(), true);
 
 	memset(&ending, 0, sizeof(ending));
 	ending.kind = kind;
@@ -352,6 +359,9 @@ ending_detail(const ConnmgrEnding *ending)
 	if (ending->kind == ENDING_EVICTION)
 		return psprintf(_("Your connection was idle, so it was ended to admit a new login of role \"%s\" at its connection limit."),
 						actor);
+	if (ending->kind == ENDING_IDLE_TIMEOUT)
+		return psprintf(_("Your connection was ended because it was %s."),
+						connmgr_from_shared_text(ending->reason));
 	if (ending->reason[0] == '\0')
 		return psprintf(_("Your connection was ended by role \"%s\"."), actor);
 	return psprintf(_("Your connection was ended by role \"%s\": %s"),

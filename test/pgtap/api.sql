@@ -88,15 +88,15 @@ SELECT has_function('connmgr', 'killuserconnections', ARRAY['text']);
 -- Connection-limit policies.
 -- Role names are text (read like identifiers), so long names are refused
 -- instead of being truncated to another role's name.
-SELECT has_function('connmgr', 'set_connection_limit', ARRAY['text', 'integer', 'integer', 'text', 'interval', 'integer']);
-SELECT function_returns('connmgr', 'set_connection_limit', ARRAY['text', 'integer', 'integer', 'text', 'interval', 'integer'], 'void');
+SELECT has_function('connmgr', 'set_connection_limit', ARRAY['text', 'integer', 'integer', 'text', 'interval', 'integer', 'interval', 'interval']);
+SELECT function_returns('connmgr', 'set_connection_limit', ARRAY['text', 'integer', 'integer', 'text', 'interval', 'integer', 'interval', 'interval'], 'void');
 SELECT is(
-  (SELECT pg_get_function_arguments('connmgr.set_connection_limit(text, integer, integer, text, interval, integer)'::regprocedure)),
-  'role_name text, per_member integer DEFAULT NULL::integer, total integer DEFAULT NULL::integer, on_limit text DEFAULT ''reject''::text, wait_timeout interval DEFAULT NULL::interval, max_waiting integer DEFAULT NULL::integer',
+  (SELECT pg_get_function_arguments('connmgr.set_connection_limit(text, integer, integer, text, interval, integer, interval, interval)'::regprocedure)),
+  'role_name text, per_member integer DEFAULT NULL::integer, total integer DEFAULT NULL::integer, on_limit text DEFAULT ''reject''::text, wait_timeout interval DEFAULT NULL::interval, max_waiting integer DEFAULT NULL::integer, idle_timeout interval DEFAULT NULL::interval, idle_in_transaction_timeout interval DEFAULT NULL::interval',
   'set_connection_limit has the documented parameters and defaults');
 SELECT has_function('connmgr', 'drop_connection_limit', ARRAY['text']);
 SELECT function_returns('connmgr', 'drop_connection_limit', ARRAY['text'], 'boolean');
-SELECT has_function('connmgr', 'set_connection_limit', ARRAY['name', 'integer', 'integer', 'text', 'interval', 'integer'],
+SELECT has_function('connmgr', 'set_connection_limit', ARRAY['name', 'integer', 'integer', 'text', 'interval', 'integer', 'interval', 'interval'],
   'a name overload takes catalog names (rolname, role_name) exactly');
 SELECT throws_ok(
   format($$SELECT connmgr.set_connection_limit(%L, 1)$$, repeat('x', 64)),

@@ -1,0 +1,172 @@
+/*
+ * idle.c
+ *		The idle worker: a background worker, started with the server, that
+ *		ends connections idle longer than the idle_timeout (or idle in a
+ *		transaction longer than the idle_in_transaction_timeout) of the
+ *		policies that apply to their role.
+ *
+ * Unlike PostgreSQL's idle_session_timeout, users cannot change it with
+ * SET, and it applies per role, by the same precedence as the limits
+ * (limits.c): the shortest timeout of the policies that apply wins.
+ *
+ * Every connmgr.idle_check_interval the worker reads the policies (one
+ * scan of pg_shseclabel); when none has an idle timeout it goes back to
+ * sleep, so that it costs nothing then.  Otherwise it resolves the
+ * timeouts of each role with connections and ends, through terminate.c's
+ * one path, the plain client connections past them: logged, counted and
+ * the victim told, like an eviction.  It reads only shared catalogs and
+ * connects to no database.
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "tcop/tcopprot.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/relcache.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "connmgr.h"
+
+PGDLLEXPORT void connmgr_idle_worker_main(Datum arg);
+
+/* Does any intact policy have an idle timeout? */
+static bool
+any_idle_timeout(void)
+{
+	ListCell   *lc;
+
+	foreach(lc, connmgr_all_policies())
+	{
+		ConnmgrRolePolicy *entry = lfirst(lc);
+
+		if (entry->problem == NULL &&
+			(entry->policy.idle_timeout_ms > 0 || entry->policy.idle_in_xact_timeout_ms > 0))
+			return true;
+	}
+	return false;
+}
+
+static const char *
+role_name_or_none(Oid role)
+{
+	const char *name = GetUserNameFromId(role, true);
+
+	return name ? name : "?";
+}
+
+/* Has be been in its idle state longer than ms? */
+static bool
+idle_for(const PgBackendStatus *be, int ms, TimestampTz now)
+{
+	return ms > 0 && TimestampDifferenceExceeds(be->st_state_start_timestamp, now, ms);
+}
+
+/* End the client connections past the idle timeouts of their roles. */
+static void
+end_idle_connections(void)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	int			n;
+
+	connmgr_refresh_backends();
+	n = connmgr_backend_count();
+	for (int i = 1; i <= n; i++)
+	{
+		PgBackendStatus *be = connmgr_backend_at(i);
+		int			idle_ms;
+		int			in_xact_ms;
+		Oid			idle_source;
+		Oid			in_xact_source;
+		bool		in_xact;
+
+		if (be == NULL || be->st_backendType != B_BACKEND || !OidIsValid(be->st_userid))
+			continue;
+		in_xact = be->st_state == STATE_IDLEINTRANSACTION ||
+			be->st_state == STATE_IDLEINTRANSACTION_ABORTED;
+		if (be->st_state != STATE_IDLE && !in_xact)
+			continue;
+		if (superuser_arg(be->st_userid))
+			continue;
+		connmgr_idle_timeouts(be->st_userid, &idle_ms, &idle_source,
+							  &in_xact_ms, &in_xact_source);
+		if (in_xact ? !idle_for(be, in_xact_ms, now) : !idle_for(be, idle_ms, now))
+			continue;
+		(void) connmgr_end_connection(be, ENDING_IDLE_TIMEOUT,
+									  psprintf(in_xact ?
+											   _("idle in a transaction for longer than %d ms, the idle_in_transaction_timeout of role \"%s\"") :
+											   _("idle for longer than %d ms, the idle_timeout of role \"%s\""),
+											   in_xact ? in_xact_ms : idle_ms,
+											   role_name_or_none(in_xact ? in_xact_source : idle_source)));
+	}
+}
+
+/* One round: in a transaction of its own, for the catalog reads. */
+static void
+check_once(void)
+{
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, "connmgr: checking idle timeouts");
+	if (any_idle_timeout())
+		end_idle_connections();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
+void
+connmgr_idle_worker_main(Datum arg)
+{
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
+
+	/*
+	 * Without a database, shared catalogs can be read only once some backend
+	 * has written the shared relation cache file (in a new cluster, not
+	 * yet): leave, and be started again shortly.
+	 */
+	if (!criticalSharedRelcachesBuilt)
+		proc_exit(1);
+
+	for (;;)
+	{
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 connmgr_idle_check_interval_ms, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		check_once();
+	}
+}
+
+/* Called from _PG_init: start the worker with the server. */
+void
+connmgr_register_idle_worker(void)
+{
+	BackgroundWorker worker;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = 1;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "connmgr");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "connmgr_idle_worker_main");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "connmgr idle worker");
+	snprintf(worker.bgw_type, BGW_MAXLEN, "connmgr idle worker");
+	RegisterBackgroundWorker(&worker);
+}
