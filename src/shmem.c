@@ -278,13 +278,23 @@ current_count(Oid roleid, bool own)
 	return own ? entry->own : entry->total;
 }
 
-/* Lock held exclusively: give back every victim this backend reserved. */
+/* Has this backend reserved an eviction victim (since it last spared)? */
+static bool reserved_victims = false;
+
+/*
+ * Lock held exclusively: give back every victim this backend reserved.
+ * Only a login that reserved one looks at the slots: touching all of them
+ * would cost every exiting backend a page fault per page of slots.
+ */
 static void
 spare_my_victims(void)
 {
+	if (!reserved_victims)
+		return;
 	for (int i = 0; i < MaxBackends; i++)
 		if (shared->slots[i].evicted_by == MyProcPid)
 			shared->slots[i].evicted_by = 0;
+	reserved_victims = false;
 }
 
 static void
@@ -506,7 +516,10 @@ connmgr_reserve_victim(int pid, const ConnmgrCheck *checks, int nchecks)
 			if (checks[i].reached && checks[i].blocking)
 				frees = slot_charged_for(slot, checks[i].roleid);
 		if (frees)
+		{
 			slot->evicted_by = MyProcPid;
+			reserved_victims = true;
+		}
 	}
 	LWLockRelease(shared->lock);
 	return frees;
