@@ -527,18 +527,16 @@ limit_is_zero(const LoginLimits *limits)
 }
 
 /*
- * The grace: wait up to connmgr.limit_grace for a slot that is being
- * released (a client that closed a connection and opened the next at
- * once), claiming again whenever a counted connection ends.
+ * Claim again whenever a counted connection ends, until admitted, the
+ * deadline has passed, or hopeless() says no slot can come.
  */
 static ConnmgrClaimResult
-claim_within_grace(LoginLimits *limits)
+claim_again_until(LoginLimits *limits, TimestampTz deadline,
+				  bool (*hopeless) (const LoginLimits *limits))
 {
-	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-													   connmgr_limit_grace_ms);
 	ConnmgrClaimResult result = CLAIM_BLOCKED;
 
-	while (result == CLAIM_BLOCKED && !limit_is_zero(limits))
+	while (result == CLAIM_BLOCKED && !hopeless(limits))
 	{
 		long		remaining = TimestampDifferenceMilliseconds(GetCurrentTimestamp(),
 																deadline);
@@ -549,6 +547,20 @@ claim_within_grace(LoginLimits *limits)
 		result = claim(limits);
 	}
 	return result;
+}
+
+/*
+ * The grace: wait up to connmgr.limit_grace for a slot that is being
+ * released (a client that closed a connection and opened the next at
+ * once).
+ */
+static ConnmgrClaimResult
+claim_within_grace(LoginLimits *limits)
+{
+	return claim_again_until(limits,
+							 TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+														 connmgr_limit_grace_ms),
+							 limit_is_zero);
 }
 
 /*
@@ -565,14 +577,12 @@ wait_for_slot(LoginLimits *limits, const ConnmgrCheck *check)
 	int			max_waiting = check->max_waiting > 0 ?
 		check->max_waiting : connmgr_max_waiting;
 	TimestampTz start = GetCurrentTimestamp();
-	TimestampTz deadline;
-	ConnmgrClaimResult result = CLAIM_BLOCKED;
+	ConnmgrClaimResult result;
 	int			waiting;
 	Oid			role = check->roleid;
 
 	/* a waiting login must give up well before authentication_timeout */
 	timeout_ms = Min(timeout_ms, Max(AuthenticationTimeout * 1000 - 1000, 1));
-	deadline = TimestampTzPlusMilliseconds(start, timeout_ms);
 	waiting = connmgr_start_waiting(role, max_waiting);
 	if (waiting >= 0)
 		ereport(FATAL,
@@ -583,16 +593,8 @@ wait_for_slot(LoginLimits *limits, const ConnmgrCheck *check)
 								  "%d logins are already waiting; at most %d may wait.",
 								  waiting, waiting, max_waiting),
 				 errhint("Try again later.")));
-	while (result == CLAIM_BLOCKED && !must_reject(limits))
-	{
-		long		remaining = TimestampDifferenceMilliseconds(GetCurrentTimestamp(),
-																deadline);
-
-		if (remaining <= 0)
-			break;
-		connmgr_wait_for_release(remaining);
-		result = claim(limits);
-	}
+	result = claim_again_until(limits, TimestampTzPlusMilliseconds(start, timeout_ms),
+							   must_reject);
 	connmgr_stop_waiting();
 	if (result == CLAIM_BLOCKED)
 		ereport(FATAL,

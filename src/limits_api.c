@@ -90,18 +90,25 @@ limit_arg(FunctionCallInfo fcinfo, int argno)
 	return limit;
 }
 
+/* An interval argument in milliseconds (months of 30 days). */
+static int64
+interval_ms(FunctionCallInfo fcinfo, int argno)
+{
+	Interval   *value = PG_GETARG_INTERVAL_P(argno);
+
+	return (value->time + (int64) value->day * USECS_PER_DAY +
+			(int64) value->month * DAYS_PER_MONTH * USECS_PER_DAY) / 1000;
+}
+
 /* An interval argument in milliseconds (positive, below 2^31), or -1 for NULL. */
 static int
 interval_ms_arg(FunctionCallInfo fcinfo, int argno)
 {
-	Interval   *value;
 	int64		ms;
 
 	if (PG_ARGISNULL(argno))
 		return -1;
-	value = PG_GETARG_INTERVAL_P(argno);
-	ms = (value->time + (int64) value->day * USECS_PER_DAY +
-		  (int64) value->month * DAYS_PER_MONTH * USECS_PER_DAY) / 1000;
+	ms = interval_ms(fcinfo, argno);
 	if (ms <= 0 || ms > PG_INT32_MAX)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -117,14 +124,11 @@ interval_ms_arg(FunctionCallInfo fcinfo, int argno)
 static int
 wait_timeout_arg(FunctionCallInfo fcinfo, int argno)
 {
-	Interval   *value;
 	int64		ms;
 
 	if (PG_ARGISNULL(argno))
 		return -1;
-	value = PG_GETARG_INTERVAL_P(argno);
-	ms = (value->time + (int64) value->day * USECS_PER_DAY +
-		  (int64) value->month * DAYS_PER_MONTH * USECS_PER_DAY) / 1000;
+	ms = interval_ms(fcinfo, argno);
 	if (ms <= 0 || ms >= (int64) AuthenticationTimeout * 1000)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
