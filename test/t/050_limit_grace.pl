@@ -2,7 +2,9 @@
 # closes a connection and opens the next before the old backend has
 # exited) is admitted, because a login at the limit waits a moment for a
 # slot that is being released; with the grace turned off it is refused.
-# pgbench -C opens a new connection for every transaction.
+# pgbench -C opens a new connection for every transaction; each creates a
+# temporary table, as many applications do, whose cleanup at disconnect
+# keeps the old backend (and its slot) a few milliseconds longer.
 use strict;
 use warnings;
 
@@ -18,7 +20,8 @@ $node->safe_psql('postgres', q{
 	SELECT connmgr.set_connection_limit('pool', per_member => 3);
 });
 my $script = $node->basedir . '/select1.sql';
-PostgreSQL::Test::Utils::append_to_file($script, "SELECT 1;\n");
+PostgreSQL::Test::Utils::append_to_file($script,
+	"CREATE TEMP TABLE scratch (x int);\nINSERT INTO scratch VALUES (1);\n");
 
 # pgbench with 3 clients, each reconnecting per transaction, for $seconds.
 sub pgbench_at_limit
