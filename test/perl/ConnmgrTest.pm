@@ -6,13 +6,15 @@ use strict;
 use warnings;
 
 use Exporter 'import';
+use File::Spec;
 use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
 our @EXPORT = qw(connmgr_node open_session open_sessions close_sessions
-  backend_alive sql_as wait_for_count gated_logins);
+  backend_alive sql_as wait_for_count gated_logins wait_idle start_busy
+  last_words find_program);
 
 # A started node with connmgr preloaded and the extension created in
 # database "postgres".  Extra postgresql.conf lines and options for
@@ -104,6 +106,50 @@ sub gated_logins
 		"SELECT count(*) = $n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
 	  or die 'the concurrent logins did not get in';
 	return ($gate, \@runs, \@err);
+}
+
+# Wait until the session has been idle for 1.2 s (longer than the
+# connmgr.evict_min_idle of 1 s the eviction tests use).
+sub wait_idle
+{
+	my ($node, $session) = @_;
+	$node->poll_query_until('postgres',
+		"SELECT now() - state_change > interval '1.2s' FROM pg_stat_activity WHERE pid = $session->{pid}")
+	  or die "session $session->{pid} did not become idle";
+}
+
+# Start a query of $seconds (default 300) in the session and wait until it
+# runs.
+sub start_busy
+{
+	my ($node, $session, $seconds) = @_;
+	$session->{stdin} .= 'SELECT pg_sleep(' . ($seconds // 300) . ");\n";
+	$session->{run}->pump_nb;
+	$node->poll_query_until('postgres',
+		"SELECT state = 'active' FROM pg_stat_activity WHERE pid = $session->{pid}")
+	  or die "session $session->{pid} did not become busy";
+}
+
+# What the client of a session hears when it sends its next query after its
+# connection was ended; the session is over afterwards.
+sub last_words
+{
+	my ($session) = @_;
+	$session->{stdin} .= "SELECT 1;\n";
+	eval { $session->{run}->finish };
+	return $session->{stderr};
+}
+
+# The program's path if it is in PATH, else undef.
+sub find_program
+{
+	my ($name) = @_;
+	for my $dir (File::Spec->path)
+	{
+		my $path = File::Spec->catfile($dir, $name);
+		return $path if -f $path && -x $path;
+	}
+	return undef;
 }
 
 sub backend_alive

@@ -16,29 +16,10 @@ $node->safe_psql('postgres', q{
 	SELECT connmgr.set_connection_limit('student', per_member => 2, on_limit => 'evict_idle');
 });
 
-# Wait until the session has been idle for longer than evict_min_idle.
-sub wait_idle
-{
-	my ($session) = @_;
-	$node->poll_query_until('postgres',
-		"SELECT now() - state_change > interval '1.2s' FROM pg_stat_activity WHERE pid = $session->{pid}")
-	  or die "session $session->{pid} did not become idle";
-}
-
-sub start_busy
-{
-	my ($session) = @_;
-	$session->{stdin} .= "SELECT pg_sleep(300);\n";
-	$session->{run}->pump_nb;
-	$node->poll_query_until('postgres',
-		"SELECT state = 'active' FROM pg_stat_activity WHERE pid = $session->{pid}")
-	  or die "session $session->{pid} did not become busy";
-}
-
 my $idle = open_session($node, 'stu1', app => 'stray');
 my $busy = open_session($node, 'stu1', app => 'busy');
-start_busy($busy);
-wait_idle($idle);
+start_busy($node, $busy);
+wait_idle($node, $idle);
 
 my $offset = -s $node->logfile;
 $node->connect_ok('dbname=postgres user=stu1',
@@ -73,7 +54,7 @@ ok(backend_alive($node, $fresh->{pid}) && backend_alive($node, $busy->{pid}),
 # Idle inside a transaction is not idle: never evicted.
 set_min_idle('1s');
 $fresh->query_safe('BEGIN');
-wait_idle($fresh);
+wait_idle($node, $fresh);
 is($node->safe_psql('postgres', "SELECT state FROM pg_stat_activity WHERE pid = $fresh->{pid}"),
 	'idle in transaction', 'the session is idle in a transaction');
 $node->connect_fails('dbname=postgres user=stu1',
@@ -83,7 +64,7 @@ ok(backend_alive($node, $fresh->{pid}), 'the transaction survives');
 
 # Once it is plain idle for long enough, it is the one that goes.
 $fresh->query_safe('COMMIT');
-wait_idle($fresh);
+wait_idle($node, $fresh);
 $node->connect_ok('dbname=postgres user=stu1', 'admitted after evicting the now-idle session');
 wait_for_count($node, 'student', 1);
 ok(!backend_alive($node, $fresh->{pid}), 'the formerly fresh session was evicted');
@@ -91,7 +72,7 @@ ok(backend_alive($node, $busy->{pid}), 'the busy session still runs');
 
 # No eviction for a login that PostgreSQL refuses anyway.
 my $stray = open_session($node, 'stu1', app => 'stray2');
-wait_idle($stray);
+wait_idle($node, $stray);
 $node->connect_fails('dbname=no_such_db user=stu1',
 	'a login to a missing database at the limit is refused',
 	expected_stderr => qr/too many connections for role "stu1"/);
@@ -117,7 +98,7 @@ close_sessions($node, $busy, $stray);
 # login evicts one and both are admitted (if both picked the same victim,
 # the loser moves on to the next candidate).
 my @idle = open_sessions($node, 'stu1', 2);
-wait_idle($_) for @idle;
+wait_idle($node, $_) for @idle;
 my ($gate, $runs, $err) = gated_logins($node, 'stu1', 2, 7);
 my @runs = @$runs;
 ok(!backend_alive($node, $idle[0]{pid}) && !backend_alive($node, $idle[1]{pid}),

@@ -30,15 +30,6 @@ $node->safe_psql('postgres', q{
 	SELECT connmgr.set_connection_limit('crowd', per_member => 10, on_limit => 'evict_idle');
 });
 
-# Wait until the session has been idle for longer than evict_min_idle.
-sub wait_idle
-{
-	my ($session) = @_;
-	$node->poll_query_until('postgres',
-		"SELECT now() - state_change > interval '1.2s' FROM pg_stat_activity WHERE pid = $session->{pid}")
-	  or die "session $session->{pid} did not become idle";
-}
-
 # The eviction lines logged since $offset: [victim pid, login pid] each.
 sub evictions
 {
@@ -57,7 +48,7 @@ my $stu2 = open_session($node, 'stu2');
 my $stu3 = open_session($node, 'stu3');
 wait_for_count($node, 'cs101', 2);
 $node->safe_psql('postgres', 'GRANT cs101 TO stu1');
-wait_idle($_) for @early;
+wait_idle($node, $_) for @early;
 
 my $offset = -s $node->logfile;
 $node->connect_fails('dbname=postgres user=stu1',
@@ -73,7 +64,7 @@ close_sessions($node, @early, $stu2);
 wait_for_count($node, 'cs101', 1);
 my $counted = open_session($node, 'stu1', app => 'counted');
 wait_for_count($node, 'cs101', 2);
-wait_idle($counted);
+wait_idle($node, $counted);
 $offset = -s $node->logfile;
 $node->connect_ok('dbname=postgres user=stu1',
 	'a login at the total evicts the connection that counts toward it');
@@ -88,7 +79,7 @@ $counted->quit;
 # terminate_timeout: after a quarter of it the next idle one goes too.
 my $stuck = open_session($node, 'lab1', app => 'older');
 my $next = open_session($node, 'lab1', app => 'newer');
-wait_idle($_) for ($stuck, $next);
+wait_idle($node, $_) for ($stuck, $next);
 $offset = -s $node->logfile;
 kill 'STOP', $stuck->{pid} or die "could not stop backend $stuck->{pid}";
 $node->connect_ok('dbname=postgres user=lab1',
@@ -113,7 +104,7 @@ $_->quit for ($stuck, $next);
 # new logins.  (Not necessarily one victim per login: a login whose freed
 # slot was taken by a newcomer evicts the next one.)
 my @old = open_sessions($node, 'crowd1', 10);
-wait_idle($_) for @old;
+wait_idle($node, $_) for @old;
 my %old = map { $_->{pid} => 1 } @old;
 $offset = -s $node->logfile;
 my ($gate, $runs, $err) = gated_logins($node, 'crowd1', 10, 9);

@@ -50,16 +50,6 @@ sub tcp_session
 	return $s;
 }
 
-# What the client of a session hears when it sends its next query; the
-# session ends.
-sub last_words
-{
-	my ($s) = @_;
-	$s->{stdin} .= "SELECT 1;\n";
-	eval { $s->{run}->finish };
-	return $s->{stderr};
-}
-
 # Result rows (address|connection|username|message), sorted, with the
 # sessions' connection ids replaced by their names.
 sub named_rows

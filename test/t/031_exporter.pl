@@ -9,7 +9,6 @@
 use strict;
 use warnings;
 
-use File::Spec;
 use FindBin;
 use HTTP::Tiny;
 use IPC::Run;
@@ -19,18 +18,6 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use ConnmgrTest;
-
-# The program's path if it is in PATH, else undef.
-sub find_program
-{
-	my ($name) = @_;
-	for my $dir (File::Spec->path)
-	{
-		my $path = File::Spec->catfile($dir, $name);
-		return $path if -f $path && -x $path;
-	}
-	return undef;
-}
 
 my $exporter_bin = find_program('prometheus-postgres-exporter');
 plan skip_all =>

@@ -5,22 +5,10 @@
 use strict;
 use warnings;
 
-use File::Spec;
 use FindBin;
 use PostgreSQL::Test::Utils;
 use Test::More;
-
-# The program's path if it is in PATH, else undef.
-sub find_program
-{
-	my ($name) = @_;
-	for my $dir (File::Spec->path)
-	{
-		my $path = File::Spec->catfile($dir, $name);
-		return $path if -f $path && -x $path;
-	}
-	return undef;
-}
+use ConnmgrTest;
 
 my $promtool = find_program('promtool');
 plan skip_all => 'promtool is not installed (Debian package prometheus)'

@@ -45,9 +45,7 @@ $victim->query_safe('SELECT 1');
 	"SELECT message FROM connmgr.kill_connection('$victim->{pid}', 'caf' || chr(233) || ' ferm' || chr(233))",
 	'latin');
 is($out, 'Connection found', 'a kill from a LATIN1 database with a non-ASCII reason');
-$victim->{stdin} .= "SELECT 1;\n";
-eval { $victim->{run}->finish };
-like($victim->{stderr},
+like(last_words($victim),
 	qr/DETAIL:  Your connection was ended by role "\S+": caf\x{c3}\x{a9} ferm\x{c3}\x{a9}\./,
 	'the victim in the UTF8 database reads the reason in UTF-8');
 unlike($victim->{stderr}, qr/invalid byte sequence/, 'with no encoding error');

@@ -21,16 +21,6 @@ $node->safe_psql('postgres', q{
 	SELECT connmgr.set_connection_limit('stu1', per_member => 5);
 });
 
-sub start_busy
-{
-	my ($s) = @_;
-	$s->{stdin} .= "SELECT pg_sleep(300);\n";
-	$s->{run}->pump_nb;
-	$node->poll_query_until('postgres',
-		"SELECT state = 'active' FROM pg_stat_activity WHERE pid = $s->{pid}")
-	  or die 'the session did not become busy';
-}
-
 sub alive_of
 {
 	my (@sessions) = @_;
@@ -43,7 +33,7 @@ my @idle = open_sessions($node, 'stu1', 2);
 my $in_xact = open_session($node, 'stu1');
 $in_xact->query_safe('BEGIN');
 my @busy = open_sessions($node, 'stu1', 2);
-start_busy($_) for @busy;
+start_busy($node, $_) for @busy;
 my @all = (@idle, $in_xact, @busy);
 
 $node->safe_psql('postgres', "SELECT connmgr.set_connection_limit('stu1', per_member => 2)");
@@ -58,9 +48,7 @@ is($out, join(',', ('stu1|stu1|Connection found') x 3), 'enforce_limits ends exa
 is(alive_of(@all), '0,0,0,1,1', 'the idle ones first, then the one idle in a transaction; not the running ones');
 
 # Told why.
-$idle[0]->{stdin} .= "SELECT 1;\n";
-eval { $idle[0]->{run}->finish };
-like($idle[0]->{stderr},
+like(last_words($idle[0]),
 	qr/DETAIL:  Your connection was ended by role "instructor": over the connection limit of role "stu1"\./,
 	'the victim is told which limit it was over');
 

@@ -23,11 +23,7 @@ ok($node->poll_query_until('postgres',
 my $idle = open_session($node, 'stu1');
 $idle->query_safe('SET idle_session_timeout = 0');	# a user's SET changes nothing
 my $busy = open_session($node, 'stu1');
-$busy->{stdin} .= "SELECT pg_sleep(8);\n";
-$busy->{run}->pump_nb;
-$node->poll_query_until('postgres',
-	"SELECT state = 'active' FROM pg_stat_activity WHERE pid = $busy->{pid}")
-  or die 'the session did not become busy';
+start_busy($node, $busy, 8);
 my $outsider = open_session($node, 'other');
 my $in_xact = open_session($node, 'stu1');
 $in_xact->query_safe('BEGIN');
@@ -47,9 +43,7 @@ $node->poll_query_until('postgres',
 pass('which is ended after its idle_in_transaction_timeout');
 ok(backend_alive($node, $outsider->{pid}), 'a role without the policy keeps its idle connection');
 
-$idle->{stdin} .= "SELECT 1;\n";
-eval { $idle->{run}->finish };
-like($idle->{stderr},
+like(last_words($idle),
 	qr/DETAIL:  Your connection was ended because it was idle for longer than 2000 ms, the idle_timeout of role "student"\./,
 	'the victim is told why');
 ok($node->log_contains(qr/ending connection $idle->{pid} of role "stu1": idle for longer than 2000 ms/),
