@@ -69,22 +69,51 @@ idle_for(const PgBackendStatus *be, int ms, TimestampTz now)
 	return ms > 0 && TimestampDifferenceExceeds(be->st_state_start_timestamp, now, ms);
 }
 
+/* A role's idle timeouts, resolved once per round. */
+typedef struct RoleTimeouts
+{
+	Oid			role;
+	bool		super;
+	int			idle_ms;
+	Oid			idle_source;
+	int			in_xact_ms;
+	Oid			in_xact_source;
+} RoleTimeouts;
+
+/* The timeouts of role, from known (n of them) or resolved and added. */
+static const RoleTimeouts *
+timeouts_of(Oid role, RoleTimeouts *known, int *n)
+{
+	RoleTimeouts *t;
+
+	for (int i = 0; i < *n; i++)
+		if (known[i].role == role)
+			return &known[i];
+	t = &known[(*n)++];
+	t->role = role;
+	t->super = superuser_arg(role);
+	if (!t->super)
+		connmgr_idle_timeouts(role, &t->idle_ms, &t->idle_source,
+							  &t->in_xact_ms, &t->in_xact_source);
+	return t;
+}
+
 /* End the client connections past the idle timeouts of their roles. */
 static void
 end_idle_connections(void)
 {
 	TimestampTz now = GetCurrentTimestamp();
+	RoleTimeouts *known;
+	int			nknown = 0;
 	int			n;
 
 	connmgr_refresh_backends();
 	n = connmgr_backend_count();
+	known = palloc(sizeof(RoleTimeouts) * Max(n, 1));
 	for (int i = 1; i <= n; i++)
 	{
 		PgBackendStatus *be = connmgr_backend_at(i);
-		int			idle_ms;
-		int			in_xact_ms;
-		Oid			idle_source;
-		Oid			in_xact_source;
+		const RoleTimeouts *t;
 		bool		in_xact;
 
 		if (be == NULL || be->st_backendType != B_BACKEND || !OidIsValid(be->st_userid))
@@ -93,18 +122,16 @@ end_idle_connections(void)
 			be->st_state == STATE_IDLEINTRANSACTION_ABORTED;
 		if (be->st_state != STATE_IDLE && !in_xact)
 			continue;
-		if (superuser_arg(be->st_userid))
-			continue;
-		connmgr_idle_timeouts(be->st_userid, &idle_ms, &idle_source,
-							  &in_xact_ms, &in_xact_source);
-		if (in_xact ? !idle_for(be, in_xact_ms, now) : !idle_for(be, idle_ms, now))
+		t = timeouts_of(be->st_userid, known, &nknown);
+		if (t->super ||
+			(in_xact ? !idle_for(be, t->in_xact_ms, now) : !idle_for(be, t->idle_ms, now)))
 			continue;
 		(void) connmgr_end_connection(be, ENDING_IDLE_TIMEOUT,
 									  psprintf(in_xact ?
 											   _("idle in a transaction for longer than %d ms, the idle_in_transaction_timeout of role \"%s\"") :
 											   _("idle for longer than %d ms, the idle_timeout of role \"%s\""),
-											   in_xact ? in_xact_ms : idle_ms,
-											   role_name_or_none(in_xact ? in_xact_source : idle_source)));
+											   in_xact ? t->in_xact_ms : t->idle_ms,
+											   role_name_or_none(in_xact ? t->in_xact_source : t->idle_source)));
 	}
 }
 
