@@ -11,6 +11,7 @@ OBJS = \
 	src/terminate.o \
 	src/classdb_api.o \
 	src/shmem.o \
+	src/counters.o \
 	src/policy.o \
 	src/limits.o \
 	src/hooks.o \

@@ -165,7 +165,7 @@ connmgr_cache_lookup(Oid user, uint64 generation, bool enabled,
 	if (entry == NULL)
 		return false;
 	*roles = palloc(sizeof(Oid) * *nroles);
-	*checks = palloc0(sizeof(ConnmgrCheck) * Max(*nchecks, 1));
+	*checks = palloc(sizeof(ConnmgrCheck) * Max(*nchecks, 1));
 
 	LWLockAcquire(connmgr_lock(), LW_SHARED);
 	entry = valid_entry(user, generation, enabled);

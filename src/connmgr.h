@@ -212,6 +212,14 @@ extern void connmgr_spare_victim(int pid);
 extern void connmgr_spare_victims(void);
 extern int	connmgr_counter_snapshot(ConnmgrCounter *buf);
 
+/* counters.c: the table of per-role counters (connmgr's lock held) */
+extern Size connmgr_counters_shmem_size(void);
+extern void connmgr_counters_shmem_init(void);
+extern ConnmgrCounter *connmgr_counter_find(Oid role);
+extern ConnmgrCounter *connmgr_counter_enter(Oid role);
+extern void connmgr_counter_forget_if_unused(ConnmgrCounter *entry);
+extern int	connmgr_counter_copy(ConnmgrCounter *buf, int max);
+
 /* stats.c: per-role counters, churn, and the event log */
 typedef enum ConnmgrStat
 {

@@ -4,7 +4,8 @@
  *		one slot per client backend that says who it is, what it was
  *		charged for, and why it is being terminated.
  *
- * For every role with at least one counted connection, a hash entry holds
+ * For every role with at least one counted connection, an entry of the
+ * counter table (counters.c) holds
  *	- own:   the connections logged in as that role, and
  *	- total: the connections of that role and of its members (as limits.c
  *	         follows memberships), as they stood when each connection
@@ -36,15 +37,15 @@
  *	  exclusive acquisition, so concurrent logins can never overshoot a
  *	  limit, and two logins below it are never both refused.
  *	- Admitting, releasing, reserving or sparing a victim and writing an
- *	  ending note take the lock exclusively (a login takes it once); snapshots for the views and
- *	  reading one's own note take it shared.
+ *	  ending note take the lock exclusively (a login takes it once);
+ *	  snapshots for the views and reading one's own note take it shared.
  *	- A connection that gave back a charge broadcasts slot_released, after
  *	  releasing the lock, to wake logins waiting for a slot; so does a
  *	  login that leaves the queue of a limit with on_limit wait (its place
  *	  in the queue, a ticket, is in its slot).
- *	- Nothing that can ereport() runs while the lock is held: entries are
- *	  added with HASH_ENTER_NULL, buffers are allocated beforehand, and
- *	  messages are built by the callers after release.
+ *	- Nothing that can ereport() runs while the lock is held: adding a
+ *	  counter fails softly when the table is full, buffers are allocated
+ *	  beforehand, and messages are built by the callers after release.
  */
 #include "postgres.h"
 
@@ -56,7 +57,6 @@
 #include "storage/latch.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
-#include "utils/hsearch.h"
 #include "utils/memutils.h"
 
 #include "connmgr.h"
@@ -86,7 +86,6 @@ typedef struct ConnmgrShared
 } ConnmgrShared;
 
 static ConnmgrShared *shared = NULL;
-static HTAB *counters = NULL;
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
@@ -119,8 +118,7 @@ connmgr_shmem_request(void)
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
 	RequestAddinShmemSpace(add_size(add_size(MAXALIGN(shared_struct_size()),
-											 hash_estimate_size(connmgr_max_tracked_roles,
-																sizeof(ConnmgrCounter))),
+											 connmgr_counters_shmem_size()),
 									add_size(connmgr_stats_shmem_size(),
 											 connmgr_cache_shmem_size())));
 	RequestNamedLWLockTranche("connmgr", 1);
@@ -129,7 +127,6 @@ connmgr_shmem_request(void)
 static void
 connmgr_shmem_startup(void)
 {
-	HASHCTL		info;
 	bool		found;
 
 	if (prev_shmem_startup_hook)
@@ -144,13 +141,7 @@ connmgr_shmem_startup(void)
 		ConditionVariableInit(&shared->slot_released);
 	}
 
-	memset(&info, 0, sizeof(info));
-	info.keysize = sizeof(Oid);
-	info.entrysize = sizeof(ConnmgrCounter);
-	counters = ShmemInitHash("connmgr role counters",
-							 connmgr_max_tracked_roles,
-							 connmgr_max_tracked_roles,
-							 &info, HASH_ELEM | HASH_BLOBS);
+	connmgr_counters_shmem_init();
 	connmgr_stats_shmem_init();
 	connmgr_cache_shmem_init();
 	LWLockRelease(AddinShmemInitLock);
@@ -200,15 +191,14 @@ uncharge(Oid user, const Oid *roles, int nroles)
 {
 	for (int i = 0; i < nroles; i++)
 	{
-		ConnmgrCounter *entry = hash_search(counters, &roles[i], HASH_FIND, NULL);
+		ConnmgrCounter *entry = connmgr_counter_find(roles[i]);
 
 		if (entry == NULL)
 			continue;
 		entry->total--;
 		if (roles[i] == user)
 			entry->own--;
-		if (entry->total <= 0 && entry->own <= 0)
-			hash_search(counters, &roles[i], HASH_REMOVE, NULL);
+		connmgr_counter_forget_if_unused(entry);
 	}
 }
 
@@ -223,19 +213,13 @@ charge(Oid user, const Oid *roles, int nroles)
 {
 	for (int i = 0; i < nroles; i++)
 	{
-		bool		found = true;
-		ConnmgrCounter *entry = hash_search(counters, &roles[i], HASH_FIND, NULL);
+		ConnmgrCounter *entry = connmgr_counter_enter(roles[i]);
 
-		if (entry == NULL &&
-			hash_get_num_entries(counters) < connmgr_max_tracked_roles)
-			entry = hash_search(counters, &roles[i], HASH_ENTER_NULL, &found);
 		if (entry == NULL)
 		{
 			uncharge(user, roles, i);
 			return false;
 		}
-		if (!found)
-			entry->own = entry->total = 0;
 		entry->total++;
 		if (roles[i] == user)
 			entry->own++;
@@ -269,10 +253,8 @@ fill_my_slot(Oid user, const Oid *roles, int nroles)
 }
 
 static int
-current_count(Oid roleid, bool own)
+count_in(const ConnmgrCounter *entry, bool own)
 {
-	ConnmgrCounter *entry = hash_search(counters, &roleid, HASH_FIND, NULL);
-
 	if (entry == NULL)
 		return 0;
 	return own ? entry->own : entry->total;
@@ -437,7 +419,8 @@ connmgr_claim(Oid user, const Oid *roles, int nroles,
 	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
 	for (int i = 0; i < nchecks; i++)
 	{
-		checks[i].current = current_count(checks[i].roleid, checks[i].own);
+		checks[i].current = count_in(connmgr_counter_find(checks[i].roleid),
+									 checks[i].own);
 		checks[i].reached = checks[i].current >= checks[i].limit ||
 			(checks[i].action == ON_LIMIT_WAIT && waits_before_me(checks[i].roleid));
 		blocked |= checks[i].reached && checks[i].blocking;
@@ -670,23 +653,12 @@ connmgr_server_addresses(ConnmgrServerAddr *buf)
 int
 connmgr_counter_snapshot(ConnmgrCounter *buf)
 {
-	HASH_SEQ_STATUS seq;
-	ConnmgrCounter *entry;
-	int			n = 0;
+	int			n;
 
 	if (shared == NULL)
 		return 0;
 	LWLockAcquire(shared->lock, LW_SHARED);
-	hash_seq_init(&seq, counters);
-	while ((entry = hash_seq_search(&seq)) != NULL)
-	{
-		if (n >= connmgr_max_tracked_roles)
-		{
-			hash_seq_term(&seq);
-			break;
-		}
-		buf[n++] = *entry;
-	}
+	n = connmgr_counter_copy(buf, connmgr_max_tracked_roles);
 	LWLockRelease(shared->lock);
 	return n;
 }
