@@ -32,7 +32,6 @@
 #include "replication/walsender.h"
 #include "storage/proc.h"
 #include "tcop/utility.h"
-#include "utils/acl.h"
 #include "utils/elog.h"
 #include "utils/syscache.h"
 
@@ -43,37 +42,42 @@ static emit_log_hook_type prev_emit_log_hook = NULL;
 static ProcessUtility_hook_type prev_process_utility_hook = NULL;
 
 /*
- * May role log in (PostgreSQL refuses a NOLOGIN role right after
- * authentication)?  *super tells whether it is a superuser.
+ * The role a client authenticated as: InvalidOid if there is no such role.
+ * *can_login tells whether it may log in (PostgreSQL refuses a NOLOGIN
+ * role right after authentication), *super whether it is a superuser.
  */
-static bool
-may_log_in(Oid role, bool *super)
+static Oid
+login_role(const char *name, bool *can_login, bool *super)
 {
-	HeapTuple	tuple = SearchSysCache1(AUTHOID, ObjectIdGetDatum(role));
-	bool		result = false;
+	HeapTuple	tuple = SearchSysCache1(AUTHNAME, CStringGetDatum(name));
+	Oid			role = InvalidOid;
 
-	*super = false;
+	*can_login = *super = false;
 	if (HeapTupleIsValid(tuple))
 	{
-		result = ((Form_pg_authid) GETSTRUCT(tuple))->rolcanlogin;
-		*super = ((Form_pg_authid) GETSTRUCT(tuple))->rolsuper;
+		Form_pg_authid form = (Form_pg_authid) GETSTRUCT(tuple);
+
+		role = form->oid;
+		*can_login = form->rolcanlogin;
+		*super = form->rolsuper;
 		ReleaseSysCache(tuple);
 	}
-	return result;
+	return role;
 }
 
 static void
 connmgr_client_auth(Port *port, int status)
 {
 	Oid			user;
+	bool		can_login;
 	bool		super;
 
 	if (prev_client_auth_hook)
 		prev_client_auth_hook(port, status);
 
-	user = get_role_oid(port->user_name, true);
+	user = login_role(port->user_name, &can_login, &super);
 	connmgr_stats_remember_login(port, OidIsValid(user));
-	if (status != STATUS_OK || !OidIsValid(user) || !may_log_in(user, &super))
+	if (status != STATUS_OK || !OidIsValid(user) || !can_login)
 		return;					/* PostgreSQL refuses it next */
 	connmgr_register_backend(&port->laddr);
 	if (!super && !(am_walsender && !am_db_walsender))
