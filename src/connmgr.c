@@ -27,7 +27,7 @@ bool		connmgr_enabled = true;
 int			connmgr_evict_min_idle_ms = 60000;
 int			connmgr_max_tracked_roles = 10000;
 int			connmgr_max_role_stats = 1000;
-int			connmgr_event_log_size = 1000;
+int			connmgr_event_log_size = 500;
 int			connmgr_warning_pct = 80;
 int			connmgr_critical_pct = 95;
 int			connmgr_login_cache_size = 256;
@@ -101,7 +101,7 @@ define_gucs(void)
 							"How many connection events the event log keeps.",
 							"The oldest events are overwritten; 0 turns the event log off.",
 							&connmgr_event_log_size,
-							1000,
+							500,
 							0,
 							1000000,
 							PGC_POSTMASTER,
