@@ -38,14 +38,20 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
 #include "access/htup_details.h"
+#include "access/skey.h"
+#include "access/table.h"
 #include "access/transam.h"
 #include "catalog/catalog.h"
 #include "catalog/pg_auth_members.h"
 #include "catalog/pg_authid.h"
+#include "miscadmin.h"
 #include "utils/acl.h"
 #include "utils/catcache.h"
-#include "miscadmin.h"
+#include "utils/fmgroids.h"
+#include "utils/rel.h"
+#include "utils/relcache.h"
 #include "utils/syscache.h"
 
 #include "connmgr.h"
@@ -272,6 +278,38 @@ instructs(Oid caller, Oid target)
 }
 
 /*
+ * The roles granted role WITH ADMIN OPTION.  This runs while a login
+ * authenticates, when the first logins after a server start may use only
+ * the critical shared indexes (the syscache of pg_auth_members by role is
+ * not one of them: reading its index then is a FATAL), so it scans the
+ * catalog itself, through the index only once that is safe.
+ */
+static List *
+admins_of(Oid role)
+{
+	Relation	rel = table_open(AuthMemRelationId, AccessShareLock);
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tuple;
+	List	   *admins = NIL;
+
+	ScanKeyInit(&key, Anum_pg_auth_members_roleid, BTEqualStrategyNumber,
+				F_OIDEQ, ObjectIdGetDatum(role));
+	scan = systable_beginscan(rel, AuthMemRoleMemIndexId,
+							  criticalSharedRelcachesBuilt, NULL, 1, &key);
+	while (HeapTupleIsValid(tuple = systable_getnext(scan)))
+	{
+		Form_pg_auth_members grant = (Form_pg_auth_members) GETSTRUCT(tuple);
+
+		if (grant->admin_option)
+			admins = lappend_oid(admins, grant->member);
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return admins;
+}
+
+/*
  * Do group policies apply to user?  Not to an administrator, nor to a
  * fellow of a role holding ADMIN OPTION on any group the user belongs to:
  * a role that may enrol others in a group (and so in every group that
@@ -288,21 +326,13 @@ connmgr_group_policies_apply(Oid user)
 		return false;
 	foreach(lc, groups)
 	{
-		CatCList   *grants = SearchSysCacheList1(AUTHMEMROLEMEM,
-												 ObjectIdGetDatum(lfirst_oid(lc)));
-		bool		fellow = false;
+		List	   *admins = admins_of(lfirst_oid(lc));
+		ListCell   *admin;
 
-		for (int i = 0; i < grants->n_members && !fellow; i++)
-		{
-			Form_pg_auth_members grant =
-				(Form_pg_auth_members) GETSTRUCT(&grants->members[i]->tuple);
-
-			fellow = grant->admin_option && grant->member != user &&
-				is_fellow(grant->member, groups);
-		}
-		ReleaseSysCacheList(grants);
-		if (fellow)
-			return false;
+		foreach(admin, admins)
+			if (lfirst_oid(admin) != user && is_fellow(lfirst_oid(admin), groups))
+				return false;
+		list_free(admins);
 	}
 	return true;
 }
