@@ -175,6 +175,7 @@ typedef struct ConnmgrCounter
 typedef struct ConnmgrCheck
 {
 	Oid			roleid;			/* whose counter */
+	int			role_index;		/* of roleid in the login's roles */
 	bool		own;			/* check 'own' (per member) or 'total' */
 	int			limit;
 	Oid			source;			/* the role whose policy set it */

@@ -81,13 +81,15 @@ role_name(Oid roleid)
 	return name ? name : "?";
 }
 
+/* A check of the counter of limits->roles[role_index]. */
 static void
-add_check(LoginLimits *limits, Oid roleid, bool own, int limit,
+add_check(LoginLimits *limits, int role_index, bool own, int limit,
 		  Oid source, const ConnmgrPolicy *policy)
 {
 	ConnmgrCheck *check = &limits->checks[limits->nchecks++];
 
-	check->roleid = roleid;
+	check->roleid = limits->roles[role_index];
+	check->role_index = role_index;
 	check->own = own;
 	check->limit = limit;
 	check->source = source;
@@ -174,11 +176,11 @@ gather_limits(LoginLimits *limits)
 			continue;
 		note_idle_timeouts(limits, role, &policy);
 		if (policy.total >= 0)
-			add_check(limits, role, false, policy.total, role, &policy);
+			add_check(limits, i, false, policy.total, role, &policy);
 		if (policy.per_member < 0)
 			continue;
 		if (policy.on_limit == ON_LIMIT_LOG)
-			add_check(limits, limits->user, true, policy.per_member, role, &policy);
+			add_check(limits, 0, true, policy.per_member, role, &policy);
 		/* The role's own per_member wins; else the smallest inherited one. */
 		else if (i == 0 || (per_member_source != limits->user &&
 							(per_member.per_member < 0 ||
@@ -189,7 +191,7 @@ gather_limits(LoginLimits *limits)
 		}
 	}
 	if (per_member.per_member >= 0)
-		add_check(limits, limits->user, true, per_member.per_member,
+		add_check(limits, 0, true, per_member.per_member,
 				  per_member_source, &per_member);
 }
 

@@ -203,28 +203,55 @@ uncharge(Oid user, const Oid *roles, int nroles)
 }
 
 /*
- * Lock held exclusively.  Charge one connection of user, whose total is
- * counted for each of roles (user itself among them).  Returns false,
- * with nothing charged, if a new entry would exceed
- * connmgr.max_tracked_roles (or shared memory ran out).
+ * Lock held exclusively.  Find the counter entry of each of roles, adding
+ * those missing, into entries[]; an entry the table has no room for
+ * (connmgr.max_tracked_roles) is NULL.  Returns whether all were found.
+ * The pointers hold until an entry is removed: use them before calling
+ * forget_unused_counters() or releasing the lock.
  */
 static bool
-charge(Oid user, const Oid *roles, int nroles)
+enter_counters(const Oid *roles, int nroles, ConnmgrCounter **entries)
+{
+	bool		all = true;
+
+	for (int i = 0; i < nroles; i++)
+	{
+		entries[i] = connmgr_counter_enter(roles[i]);
+		all &= entries[i] != NULL;
+	}
+	return all;
+}
+
+/* Lock held exclusively.  Remove what enter_counters() added for nothing. */
+static void
+forget_unused_counters(const Oid *roles, int nroles)
 {
 	for (int i = 0; i < nroles; i++)
 	{
-		ConnmgrCounter *entry = connmgr_counter_enter(roles[i]);
+		ConnmgrCounter *entry = connmgr_counter_find(roles[i]);
 
-		if (entry == NULL)
-		{
-			uncharge(user, roles, i);
-			return false;
-		}
-		entry->total++;
-		if (roles[i] == user)
-			entry->own++;
+		if (entry != NULL)
+			connmgr_counter_forget_if_unused(entry);
 	}
-	return true;
+}
+
+static int
+count_in(const ConnmgrCounter *entry, bool own)
+{
+	if (entry == NULL)
+		return 0;
+	return own ? entry->own : entry->total;
+}
+
+/* Lock held exclusively.  The count a check reads, from the claim's entries. */
+static int
+checked_count(const ConnmgrCheck *check, const Oid *roles, int nroles,
+			  ConnmgrCounter *const *entries)
+{
+	if (check->role_index >= 0 && check->role_index < nroles &&
+		roles[check->role_index] == check->roleid)
+		return count_in(entries[check->role_index], check->own);
+	return count_in(connmgr_counter_find(check->roleid), check->own);
 }
 
 /*
@@ -250,14 +277,6 @@ fill_my_slot(Oid user, const Oid *roles, int nroles)
 	my_ticket = 0;
 	connmgr_stats_count_locked(STAT_OPENED);
 	admitted = true;
-}
-
-static int
-count_in(const ConnmgrCounter *entry, bool own)
-{
-	if (entry == NULL)
-		return 0;
-	return own ? entry->own : entry->total;
 }
 
 /* Has this backend reserved an eviction victim (since it last spared)? */
@@ -403,8 +422,9 @@ connmgr_claim(Oid user, const Oid *roles, int nroles,
 			  ConnmgrCheck *checks, int nchecks)
 {
 	Oid		   *saved;
+	ConnmgrCounter **entries;
+	bool		countable;
 	bool		blocked = false;
-	bool		charged = false;
 
 	if (shared == NULL || !registered || n_charged_roles > 0 || nroles == 0)
 		return CLAIM_NOT_COUNTED;
@@ -415,23 +435,33 @@ connmgr_claim(Oid user, const Oid *roles, int nroles,
 	 */
 	saved = MemoryContextAlloc(TopMemoryContext, sizeof(Oid) * nroles);
 	memcpy(saved, roles, sizeof(Oid) * nroles);
+	entries = palloc(sizeof(ConnmgrCounter *) * nroles);
 
 	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	countable = enter_counters(saved, nroles, entries);
 	for (int i = 0; i < nchecks; i++)
 	{
-		checks[i].current = count_in(connmgr_counter_find(checks[i].roleid),
-									 checks[i].own);
+		checks[i].current = checked_count(&checks[i], saved, nroles, entries);
 		checks[i].reached = checks[i].current >= checks[i].limit ||
 			(checks[i].action == ON_LIMIT_WAIT && waits_before_me(checks[i].roleid));
 		blocked |= checks[i].reached && checks[i].blocking;
 	}
-	if (!blocked)
-		charged = charge(user, saved, nroles);
-	if (charged)
+	if (countable && !blocked)
+	{
+		for (int i = 0; i < nroles; i++)
+		{
+			entries[i]->total++;
+			if (saved[i] == user)
+				entries[i]->own++;
+		}
 		fill_my_slot(user, saved, nroles);
+	}
+	else
+		forget_unused_counters(saved, nroles);
 	LWLockRelease(shared->lock);
+	pfree(entries);
 
-	if (!charged)
+	if (!countable || blocked)
 	{
 		pfree(saved);
 		return blocked ? CLAIM_BLOCKED : CLAIM_NOT_COUNTED;
