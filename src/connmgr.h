@@ -217,8 +217,10 @@ extern int	connmgr_counter_snapshot(ConnmgrCounter *buf);
 extern Size connmgr_counters_shmem_size(void);
 extern void connmgr_counters_shmem_init(void);
 extern ConnmgrCounter *connmgr_counter_find(Oid role);
-extern ConnmgrCounter *connmgr_counter_enter(Oid role);
-extern void connmgr_counter_forget_if_unused(ConnmgrCounter *entry);
+extern bool connmgr_counters_enter(const Oid *roles, int nroles,
+								   ConnmgrCounter **entries);
+extern void connmgr_counters_forget_unused(const Oid *roles, int nroles);
+extern void connmgr_counters_release(Oid user, const Oid *roles, int nroles);
 extern int	connmgr_counter_copy(ConnmgrCounter *buf, int max);
 
 /* stats.c: per-role counters, churn, and the event log */

@@ -98,8 +98,8 @@ connmgr_counter_find(Oid role)
  * Lock held exclusively.  Role's entry, added with zero counts if it had
  * none; NULL if adding it would exceed connmgr.max_tracked_roles.
  */
-ConnmgrCounter *
-connmgr_counter_enter(Oid role)
+static ConnmgrCounter *
+enter(Oid role)
 {
 	ConnmgrCounter *place = &table->places[probe(role)];
 
@@ -118,8 +118,8 @@ connmgr_counter_enter(Oid role)
  * more, moving back the entries after it in its probe run that would
  * otherwise no longer be found from their home place.
  */
-void
-connmgr_counter_forget_if_unused(ConnmgrCounter *entry)
+static void
+forget_if_unused(ConnmgrCounter *entry)
 {
 	uint32		hole = entry - table->places;
 	uint32		next = hole;
@@ -143,6 +143,59 @@ connmgr_counter_forget_if_unused(ConnmgrCounter *entry)
 	}
 	table->places[hole].roleid = InvalidOid;
 	table->used--;
+}
+
+/*
+ * Lock held exclusively.  The entry of each of roles, added where missing,
+ * into entries[]; one the table has no room for is NULL.  Returns whether
+ * every role has one.  The pointers hold until an entry is removed: use
+ * them before connmgr_counters_release() or _forget_unused(), and before
+ * releasing the lock.
+ */
+bool
+connmgr_counters_enter(const Oid *roles, int nroles, ConnmgrCounter **entries)
+{
+	bool		all = true;
+
+	for (int i = 0; i < nroles; i++)
+	{
+		entries[i] = enter(roles[i]);
+		all &= entries[i] != NULL;
+	}
+	return all;
+}
+
+/* Lock held exclusively.  Remove what connmgr_counters_enter() added for nothing. */
+void
+connmgr_counters_forget_unused(const Oid *roles, int nroles)
+{
+	for (int i = 0; i < nroles; i++)
+	{
+		ConnmgrCounter *entry = connmgr_counter_find(roles[i]);
+
+		if (entry != NULL)
+			forget_if_unused(entry);
+	}
+}
+
+/*
+ * Lock held exclusively.  Give back one connection of user that was
+ * counted for each of roles (user among them).
+ */
+void
+connmgr_counters_release(Oid user, const Oid *roles, int nroles)
+{
+	for (int i = 0; i < nroles; i++)
+	{
+		ConnmgrCounter *entry = connmgr_counter_find(roles[i]);
+
+		if (entry == NULL)
+			continue;
+		entry->total--;
+		if (roles[i] == user)
+			entry->own--;
+		forget_if_unused(entry);
+	}
 }
 
 /* Lock held.  Copy at most max entries into buf; returns how many. */

@@ -185,56 +185,6 @@ connmgr_install_shmem_hooks(void)
 	shmem_startup_hook = connmgr_shmem_startup;
 }
 
-/* Lock held exclusively.  Never raises an error. */
-static void
-uncharge(Oid user, const Oid *roles, int nroles)
-{
-	for (int i = 0; i < nroles; i++)
-	{
-		ConnmgrCounter *entry = connmgr_counter_find(roles[i]);
-
-		if (entry == NULL)
-			continue;
-		entry->total--;
-		if (roles[i] == user)
-			entry->own--;
-		connmgr_counter_forget_if_unused(entry);
-	}
-}
-
-/*
- * Lock held exclusively.  Find the counter entry of each of roles, adding
- * those missing, into entries[]; an entry the table has no room for
- * (connmgr.max_tracked_roles) is NULL.  Returns whether all were found.
- * The pointers hold until an entry is removed: use them before calling
- * forget_unused_counters() or releasing the lock.
- */
-static bool
-enter_counters(const Oid *roles, int nroles, ConnmgrCounter **entries)
-{
-	bool		all = true;
-
-	for (int i = 0; i < nroles; i++)
-	{
-		entries[i] = connmgr_counter_enter(roles[i]);
-		all &= entries[i] != NULL;
-	}
-	return all;
-}
-
-/* Lock held exclusively.  Remove what enter_counters() added for nothing. */
-static void
-forget_unused_counters(const Oid *roles, int nroles)
-{
-	for (int i = 0; i < nroles; i++)
-	{
-		ConnmgrCounter *entry = connmgr_counter_find(roles[i]);
-
-		if (entry != NULL)
-			connmgr_counter_forget_if_unused(entry);
-	}
-}
-
 static int
 count_in(const ConnmgrCounter *entry, bool own)
 {
@@ -326,7 +276,7 @@ release_at_exit(int code, Datum arg)
 		memset(slot, 0, sizeof(ConnmgrSlot));
 	}
 	if (n_charged_roles > 0)
-		uncharge(charged_user, charged_roles, n_charged_roles);
+		connmgr_counters_release(charged_user, charged_roles, n_charged_roles);
 	spare_my_victims();
 	LWLockRelease(shared->lock);
 	n_charged_roles = 0;
@@ -438,7 +388,7 @@ connmgr_claim(Oid user, const Oid *roles, int nroles,
 	entries = palloc(sizeof(ConnmgrCounter *) * nroles);
 
 	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
-	countable = enter_counters(saved, nroles, entries);
+	countable = connmgr_counters_enter(saved, nroles, entries);
 	for (int i = 0; i < nchecks; i++)
 	{
 		checks[i].current = checked_count(&checks[i], saved, nroles, entries);
@@ -457,7 +407,7 @@ connmgr_claim(Oid user, const Oid *roles, int nroles,
 		fill_my_slot(user, saved, nroles);
 	}
 	else
-		forget_unused_counters(saved, nroles);
+		connmgr_counters_forget_unused(saved, nroles);
 	LWLockRelease(shared->lock);
 	pfree(entries);
 
