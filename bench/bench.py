@@ -15,8 +15,8 @@ SIGINT end the run through it).
 
 Environment:
   BENCH_QUICK=1    much shorter rounds, for developing the suite
-  BENCH_ONLY=a,b   run only these benchmarks: login, cold, list, kill,
-                   storm, memory (the default is all of them)
+  BENCH_ONLY=a,b   run only these benchmarks: login, cold, instructions,
+                   list, kill, storm, memory (the default is all of them)
   BENCH_T0         epoch seconds at which run.sh started (for the total)
   BENCH_COMMIT, BENCH_DIRTY, BENCH_BUILD
                    provenance that run.sh records in RESULTS.md
@@ -49,12 +49,14 @@ if QUICK:
     LIST_ROUNDS, LIST_SECONDS = 2, 1
     KILL_ROUNDS, KILL_SESSIONS = 2, 200
     STORM_REPS, STORM_LOGINS = 2, 300
+    INSTR_LOGINS = 1
 else:
     LOGIN_ROUNDS, LOGIN_SECONDS, LOGIN_WARMUP = 15, 2, 1
     COLD_ROUNDS, COLD_LOGINS = 7, 100
     LIST_ROUNDS, LIST_SECONDS = 5, 2
     KILL_ROUNDS, KILL_SESSIONS = 5, 200
     STORM_REPS, STORM_LOGINS = 5, 300
+    INSTR_LOGINS = 3
 
 N_GROUPS = 1000          # limited groups (each with a connmgr policy in "cm")
 MEMBERSHIPS = (1, 50, 200)
@@ -166,12 +168,13 @@ class Cluster:
         with open(os.path.join(self.data, "postmaster.pid")) as f:
             return int(f.readline())
 
-    def reaped_ticks(self):
-        """cutime + cstime of the postmaster: the CPU of the children it has
-        reaped (fields 16 and 17 of /proc/<pid>/stat), in clock ticks."""
+    def reaped(self):
+        """What the children the postmaster has reaped used: (cutime +
+        cstime in clock ticks, their minor page faults): fields 16, 17 and
+        11 of /proc/<pid>/stat."""
         with open("/proc/%d/stat" % self.pm_pid()) as f:
             fields = f.read().rsplit(")", 1)[1].split()   # fields[0] is field 3
-        return int(fields[13]) + int(fields[14])
+        return int(fields[13]) + int(fields[14]), int(fields[8])
 
     def children(self):
         pm = self.pm_pid()
@@ -192,7 +195,7 @@ class Cluster:
 
     def settle(self, baseline, timeout=30.0):
         """Wait until every child that is not in baseline has been reaped, so
-        that its CPU is in reaped_ticks().  connmgr's idle worker, a
+        that its CPU is in reaped().  connmgr's idle worker, a
         background worker that lives as long as the server (it may have
         been restarted after baseline), is not waited for."""
         deadline = time.monotonic() + timeout
@@ -414,17 +417,18 @@ AA_CASE = "A/A control, a second identical stock cluster"
 
 
 def pgbench_logins(c, user, seconds):
-    """One pgbench -C run: (backend CPU ms per login, logins per second)."""
+    """One pgbench -C run: (backend CPU ms per login, logins per second,
+    minor page faults per login)."""
     base = c.children()
-    t0 = c.reaped_ticks()
+    t0, f0 = c.reaped()
     out = c.pgbench(SELECT1, user, "-C", "-c", "4", "-T", str(seconds),
                     timeout=seconds + 60)
     c.settle(base)
-    t1 = c.reaped_ticks()
+    t1, f1 = c.reaped()
     n = int(re.search(r"number of transactions actually processed: (\d+)", out).group(1))
     tps = float(re.search(r"tps = ([\d.]+)", out).group(1))
     logins = n + 1      # pgbench opens one connection of its own first
-    return (t1 - t0) * 1000.0 / CLK_TCK / logins, tps
+    return (t1 - t0) * 1000.0 / CLK_TCK / logins, tps, (f1 - f0) / float(logins)
 
 
 def bench_login(stock, stock2, cm0, cm):
@@ -437,18 +441,18 @@ def bench_login(stock, stock2, cm0, cm):
              ("1,000 policies, user in 1 limited group", cm, "u1"),
              ("1,000 policies, user in 50 limited groups", cm, "u50"),
              ("1,000 policies, user in 200 limited groups", cm, "u200")]
-    res = [{"a_cpu": [], "a_tps": [], "b_cpu": [], "b_tps": []} for _ in cases]
+    res = [{"%s_%s" % (side, m): [] for side in "ab" for m in ("cpu", "tps", "faults")}
+           for _ in cases]
     for _, c, user in cases:                 # warm-up, not recorded
         pgbench_logins(c, user, LOGIN_WARMUP)
         pgbench_logins(stock, user, LOGIN_WARMUP)
     for r in range(LOGIN_ROUNDS):
         for i, (_, c, user) in enumerate(cases):
-            cpu, tps = pgbench_logins(c, user, LOGIN_SECONDS)
-            res[i]["a_cpu"].append(cpu)
-            res[i]["a_tps"].append(tps)
-            cpu, tps = pgbench_logins(stock, user, LOGIN_SECONDS)
-            res[i]["b_cpu"].append(cpu)
-            res[i]["b_tps"].append(tps)
+            for side, cl in (("a", c), ("b", stock)):
+                cpu, tps, faults = pgbench_logins(cl, user, LOGIN_SECONDS)
+                res[i][side + "_cpu"].append(cpu)
+                res[i][side + "_tps"].append(tps)
+                res[i][side + "_faults"].append(faults)
         log("   round %d/%d, CPU vs stock: %s" % (r + 1, LOGIN_ROUNDS, "  ".join(
             "%s%s x%.3f" % (c.name, user, res[i]["a_cpu"][-1] / res[i]["b_cpu"][-1])
             for i, (_, c, user) in enumerate(cases))))
@@ -460,6 +464,8 @@ def bench_login(stock, stock2, cm0, cm):
                       res[i]["b_cpu"], target="(noise floor)" if name == AA_CASE
                       else "<= x1.01")
         add_row("1 login", case, "login rate (logins/s)", res[i]["a_tps"], res[i]["b_tps"])
+        add_row("1 login", case, "minor page faults per login", res[i]["a_faults"],
+                res[i]["b_faults"])
         NOTES["login"].append((name, row))
 
 
@@ -474,7 +480,7 @@ def bench_cold(stock, cm):
             for s, c in sides:
                 cur = ctl[s].cursor()
                 base = c.children()
-                t0 = c.reaped_ticks()
+                t0 = c.reaped()[0]
                 busy = 0.0
                 for i in range(COLD_LOGINS):
                     if s == "cold":
@@ -493,7 +499,7 @@ def bench_cold(stock, cm):
                     conn.close()
                     busy += time.monotonic() - s0
                 c.settle(base)
-                t1 = c.reaped_ticks()
+                t1 = c.reaped()[0]
                 res[s]["cpu"].append((t1 - t0) * 1000.0 / CLK_TCK / COLD_LOGINS)
                 res[s]["rate"].append(COLD_LOGINS / busy)
             log("   round %d/%d, CPU vs stock: cold x%.3f, warm x%.3f" % (
@@ -514,6 +520,88 @@ def bench_cold(stock, cm):
                    "row above): connmgr vs stock" % case, "backend CPU per login (ms)",
                    res["warm"]["cpu"], res["stock"]["cpu"])
     NOTES["cold"] = (row, row2)
+
+
+# ---------------------------------------------------------------------------
+# 1c. instructions per login
+
+def counted_login(c, user, outdir):
+    """One login of user (connect, SELECT pg_backend_pid(), close) to c's
+    postmaster running under callgrind; the thousands of instructions its
+    backend ran, from the file callgrind writes as the backend exits."""
+    conn = c.connect(user=user)
+    with conn.cursor() as cur:
+        cur.execute("SELECT pg_backend_pid()")
+        pid = cur.fetchone()[0]
+    conn.close()
+    path = os.path.join(outdir, "%d.out" % pid)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if os.path.exists(path):
+            with open(path) as f:
+                m = re.search(r"^totals: (\d+)", f.read(), re.M)
+            if m:
+                return int(m.group(1)) / 1000.0
+        time.sleep(0.2)
+    raise RuntimeError("%s: no callgrind totals for backend %d" % (c.name, pid))
+
+
+def login_instructions(c, users):
+    """{user: [thousands of instructions per login]}: c's postmaster runs
+    under valgrind's callgrind, which counts only inside PostgresMain (the
+    backend after its startup packet: authentication with connmgr's hook,
+    the query, the exit with connmgr's callback); per user one unrecorded
+    login (it fills the login cache), then INSTR_LOGINS counted ones."""
+    c.stop()
+    outdir = os.path.join(c.dir, "callgrind")
+    os.makedirs(outdir, exist_ok=True)
+    with open(os.path.join(c.dir, "valgrind.log"), "w") as vlog:
+        p = subprocess.Popen(
+            ["valgrind", "--tool=callgrind", "--toggle-collect=PostgresMain",
+             "--callgrind-out-file=%s/%%p.out" % outdir,
+             os.path.join(PG_BINDIR, "postgres"), "-D", c.data],
+            stdout=vlog, stderr=subprocess.STDOUT)
+    CHILDREN.append(p)
+    try:
+        deadline = time.monotonic() + 300
+        while True:     # the first login, a superuser's, also rebuilds the
+            try:        # relcache init file that every later one reads
+                c.sql("SELECT 1")
+                break
+            except psycopg2.OperationalError:
+                if p.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("%s did not start under valgrind" % c.name)
+                time.sleep(0.5)
+        counts = {}
+        for user in users:
+            counted_login(c, user, outdir)
+            counts[user] = [counted_login(c, user, outdir) for _ in range(INSTR_LOGINS)]
+    finally:
+        c.stop()
+        try:
+            p.wait(timeout=120)
+        finally:
+            CHILDREN.remove(p)
+    c.start()
+    return counts
+
+
+def bench_instructions(stock, cm0, cm):
+    log("1c. instructions per login: callgrind, %d logins per case" % INSTR_LOGINS)
+    cases = [("no policies, user in 50 groups", cm0, "u50"),
+             ("1,000 policies, user in 1 limited group", cm, "u1"),
+             ("1,000 policies, user in 50 limited groups", cm, "u50"),
+             ("1,000 policies, user in 200 limited groups", cm, "u200")]
+    counts = {stock.name: login_instructions(stock, ["u%d" % m for m in MEMBERSHIPS])}
+    for c in (cm0, cm):
+        counts[c.name] = login_instructions(c, [u for _, cc, u in cases if cc is c])
+    NOTES["instructions"] = []
+    for name, c, user in cases:
+        a, b = counts[c.name][user], counts[stock.name][user]
+        row = add_row("1c instructions", "%s (%s): connmgr vs stock" % (name, user),
+                      "thousand instructions per login (callgrind)", a, b,
+                      target="<= x1.01")
+        NOTES["instructions"].append((name, row, med(a) - med(b)))
 
 
 # ---------------------------------------------------------------------------
@@ -1316,6 +1404,8 @@ def main():
         stock2.stop()
         if want("cold"):
             bench_cold(stock, cm)
+        if want("instructions"):
+            bench_instructions(stock, cm0, cm)
         cm.stop()
         stock.stop()
         if want("list"):

@@ -21,7 +21,8 @@
 # Environment:
 #   BENCH_QUICK=1        every benchmark much shorter (for developing the
 #                        suite); RESULTS.md then says so
-#   BENCH_ONLY=list,kill only some of: login, cold, list, kill, storm, memory
+#   BENCH_ONLY=list,kill only some of: login, cold, instructions, list, kill,
+#                        storm, memory
 #   BENCH_SKIP_BUILD=1   measure the connmgr already installed, without
 #                        building and installing the work tree first
 #   BENCH_RESULTS=path   where to write the results (default bench/RESULTS.md)
@@ -35,8 +36,9 @@ bench=$(cd "$(dirname "$0")" && pwd)
 src=$(dirname "$bench")
 . "$src/test/lib.sh"
 
-# pgbench comes with postgresql-15; the measuring needs python3 and psycopg2.
-ensure_packages $CONNMGR_PACKAGES python3 python3-psycopg2
+# pgbench comes with postgresql-15; the measuring needs python3 and psycopg2,
+# and valgrind (callgrind) to count the instructions of a login.
+ensure_packages $CONNMGR_PACKAGES python3 python3-psycopg2 valgrind
 
 if [ "${BENCH_SKIP_BUILD:-0}" = 1 ]; then
 	build="the installed build (BENCH_SKIP_BUILD=1: the work tree was not built)"
