@@ -61,6 +61,7 @@ DIST_NAME = $(EXTENSION)-$(DIST_VERSION)
 
 .PHONY: dist
 dist:
+	$(if $(DIST_VERSION),,$(error make dist: no top-level "version" in META.json))
 	@git diff --quiet HEAD || echo "make dist: uncommitted changes are not in $(DIST_NAME): it packs HEAD" >&2
 	git archive --format=tar.gz --prefix=$(DIST_NAME)/ -o $(DIST_NAME).tar.gz HEAD
 	git archive --format=zip --prefix=$(DIST_NAME)/ -o $(DIST_NAME).zip HEAD
