@@ -53,3 +53,16 @@ PROVE_FLAGS = -I $(srcdir)/test/perl
 .PHONY: pgtapcheck
 pgtapcheck:
 	PG_CONFIG=$(PG_CONFIG) $(srcdir)/test/pgtap/run.sh
+
+# Release tarballs for PGXN and packagers: connmgr-VERSION.tar.gz and .zip
+# of the committed HEAD (git archive; .gitattributes says what stays out),
+# VERSION being META.json's release version.
+DIST_VERSION = $(shell sed -n 's/^   "version": "\(.*\)",$$/\1/p' $(srcdir)/META.json)
+DIST_NAME = $(EXTENSION)-$(DIST_VERSION)
+
+.PHONY: dist
+dist:
+	$(if $(DIST_VERSION),,$(error make dist: no top-level "version" in META.json))
+	@git diff --quiet HEAD || echo "make dist: uncommitted changes are not in $(DIST_NAME): it packs HEAD" >&2
+	git archive --format=tar.gz --prefix=$(DIST_NAME)/ -o $(DIST_NAME).tar.gz HEAD
+	git archive --format=zip --prefix=$(DIST_NAME)/ -o $(DIST_NAME).zip HEAD
