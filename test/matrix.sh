@@ -23,8 +23,17 @@ set -uo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
 . "$src/test/lib.sh"
 
+# --not-tested "NAME|WHY" (repeatable) adds a line for a release the
+# caller could not test to the report.
+names=()
+results=()
+untested=()
+while [ $# -gt 0 ] && [ "$1" = --not-tested ]; do
+	untested+=("$2")
+	shift 2
+done
 if [ $# -eq 0 ]; then
-	echo "usage: $0 PG_CONFIG..." >&2
+	echo "usage: $0 [--not-tested 'NAME|WHY']... PG_CONFIG..." >&2
 	exit 2
 fi
 
@@ -64,14 +73,17 @@ run_part() {
 	as_run_user "$@" 2>&1 | tee "$out"
 }
 
-names=()
-results=()
 failed=0
 i=0
 for pg_config in "$@"; do
 	i=$((i + 1))
 	echo
 	echo "################ connmgr matrix: $pg_config"
+	# An absolute path: make runs in the scratch copy.
+	case $pg_config in
+	*/*) [ -e "$pg_config" ] && pg_config=$(cd "$(dirname "$pg_config")" && pwd)/$(basename "$pg_config") ;;
+	*) pg_config=$(command -v "$pg_config" || echo "$pg_config") ;;
+	esac
 	if ! [ -x "$pg_config" ] || ! version=$("$pg_config" --version 2>/dev/null); then
 		echo "connmgr: $pg_config is not a runnable pg_config"
 		names+=("$pg_config")
@@ -136,9 +148,15 @@ for pg_config in "$@"; do
 done
 
 echo
+for line in "${untested[@]}"; do
+	names+=("${line%%|*}")
+	results+=("${line#*|}")
+done
 echo "================ connmgr test matrix ================"
+width=0
+for name in "${names[@]}"; do [ ${#name} -gt $width ] && width=${#name}; done
 for n in "${!names[@]}"; do
-	printf '%-20s %s\n' "${names[$n]}" "${results[$n]}"
+	printf '%-*s  %s\n' $width "${names[$n]}" "${results[$n]}"
 done
 if [ $failed -ne 0 ]; then
 	echo "connmgr: TESTS FAILED"

@@ -101,17 +101,12 @@ else
 		esac
 	done
 fi
-# One line each: "PostgreSQL 16        not tested: ...".
-show_untested() {
-	local line
-	for line in "${untested[@]}"; do printf '%-20s %s\n' "${line%%|*}" "${line#*|}"; done
-}
-show_untested
+not_tested=()
+for line in "${untested[@]}"; do
+	echo "connmgr: ${line%%|*}: ${line#*|}"
+	not_tested+=(--not-tested "$line")
+done
 
 status=0
-bash "$src/test/matrix.sh" "${configs[@]}" || status=$?
-if [ ${#untested[@]} -gt 0 ]; then
-	echo "Not tested (connmgr supports PostgreSQL ${SUPPORTED// /, }):"
-	show_untested
-fi
+bash "$src/test/matrix.sh" "${not_tested[@]}" "${configs[@]}" || status=$?
 exit $status
