@@ -76,11 +76,24 @@ SELECT connmgr.drop_connection_limit('regress_student');
 SET ROLE regress_creator;
 SELECT connmgr.set_connection_limit('regress_super', 1);
 SELECT connmgr.set_connection_limit('pg_monitor', 0);
+-- Reserved roles are for nobody.  SECURITY LABEL is first checked by
+-- PostgreSQL, which from 16 on refuses a CREATEROLE role without ADMIN
+-- OPTION on the role (42501) before connmgr can (42939, as on 15).
+SELECT pg_temp.outcome($$SECURITY LABEL FOR connmgr ON ROLE pg_monitor IS 'per_member=0,on_limit=reject'$$)
+    ~ '^(42501|42939):' AS refused;
+RESET ROLE;
+-- With ADMIN OPTION on it, and as a superuser, PostgreSQL lets it through
+-- on every release and connmgr refuses it.
+GRANT pg_monitor TO regress_creator WITH ADMIN OPTION;
+SET ROLE regress_creator;
 SECURITY LABEL FOR connmgr ON ROLE pg_monitor IS 'per_member=0,on_limit=reject';
 RESET ROLE;
+REVOKE pg_monitor FROM regress_creator;
+SECURITY LABEL FOR connmgr ON ROLE pg_monitor IS 'per_member=0,on_limit=reject';
 SELECT count(*) FROM pg_seclabels WHERE provider = 'connmgr' AND objname = 'pg_monitor';
--- Replication roles, like superusers, are for superusers (PostgreSQL 15),
--- and reserved roles for nobody, as with ALTER ROLE.
+-- Replication roles, like superusers, are for superusers (before
+-- PostgreSQL 16; from 16 on regress_creator would need ADMIN OPTION on
+-- regress_repl), and reserved roles for nobody, as with ALTER ROLE.
 CREATE ROLE regress_repl LOGIN REPLICATION;
 SET ROLE regress_creator;
 SELECT connmgr.set_connection_limit('regress_repl', 1);

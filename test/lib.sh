@@ -54,11 +54,16 @@ run_user() {
 	if [ "$(id -u)" -eq 0 ]; then echo postgres; else id -un; fi
 }
 
+# With PG_LIBDIR set (test/matrix.sh), that library directory comes first:
+# a relocated installation's programs then find their own libpq.
 as_run_user() {
+	local env=(env PATH="$PG_BINDIR:$PATH")
+	[ -n "${PG_LIBDIR:-}" ] &&
+		env+=(LD_LIBRARY_PATH="$PG_LIBDIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}")
 	if [ "$(id -u)" -eq 0 ]; then
-		runuser -u postgres -- env PATH="$PG_BINDIR:$PATH" "$@"
+		runuser -u postgres -- "${env[@]}" "$@"
 	else
-		env PATH="$PG_BINDIR:$PATH" "$@"
+		"${env[@]}" "$@"
 	fi
 }
 

@@ -1,7 +1,7 @@
 # Administrators and fellows, with real logins and real GRANTs: what an
 # instructor (ADMIN OPTION on a class) can do to the roles it may not
-# manage by changing memberships.  A co-instructor it demoted on
-# PostgreSQL 15 (a fellow through a shared "teachers" group), a DBA with
+# manage by changing memberships.  A co-instructor it demoted (a fellow
+# through a shared "teachers" group), a DBA with
 # CREATEROLE, a member of pg_signal_backend (also NOINHERIT) it enrolled in
 # the class: it can neither terminate them nor lock them out with the
 # class's connection limit.  Its students stay manageable and limited,
@@ -22,10 +22,12 @@ $node->safe_psql('postgres', q{
 	CREATE ROLE stu1 LOGIN IN ROLE student;
 	CREATE ROLE instr1 LOGIN IN ROLE teachers;
 	CREATE ROLE instr2 LOGIN IN ROLE teachers;
-	GRANT student TO instr1, instr2 WITH ADMIN OPTION;
+	GRANT student TO instr1 WITH ADMIN OPTION;
 	CREATE ROLE instructor LOGIN;
 	GRANT student TO instructor WITH ADMIN OPTION;
 });
+# From PostgreSQL 16 on, a role revokes only the grants it made itself.
+my $pg16 = $node->pg_version >= 16;
 
 # $caller's killConnection of $victim's session returns $expect: with 't'
 # the session is gone, with 'f' the caller is told that no such connection
@@ -89,10 +91,27 @@ sub drop_limit
 
 # 1. Demoting a co-instructor: instr1 and instr2 both belong to "teachers"
 # and administer "student".  On PostgreSQL 15 instr1 may revoke instr2's
-# ADMIN OPTION, leaving instr2 a plain member of the class; instr2 stays
-# instr1's fellow, out of reach of kills and of the class's limit.
+# ADMIN OPTION whoever granted it; from 16 on only if instr1 granted it
+# itself (a DBA's grant it cannot revoke).  Either way instr2 is left a
+# plain member of the class and stays instr1's fellow, out of reach of
+# kills and of the class's limit.
+if ($pg16)
+{
+	run_ok('instr1', 'GRANT student TO instr2 WITH ADMIN OPTION',
+		'instr1 makes instr2 a co-instructor');
+	run_ok('instr1', 'REVOKE ADMIN OPTION FOR student FROM instructor',
+		'instr1 tries to revoke the ADMIN OPTION a DBA granted');
+	is( $node->safe_psql('postgres', q{
+			SELECT admin_option FROM pg_auth_members
+			 WHERE roleid = 'student'::regrole AND member = 'instructor'::regrole}),
+		't', 'PostgreSQL 16+ keeps the ADMIN OPTION a DBA granted');
+}
+else
+{
+	$node->safe_psql('postgres', 'GRANT student TO instr2 WITH ADMIN OPTION');
+}
 run_ok('instr1', 'REVOKE ADMIN OPTION FOR student FROM instr2',
-	'PostgreSQL 15 lets an instructor revoke a co-instructor\'s ADMIN OPTION');
+	'an instructor revokes a co-instructor\'s ADMIN OPTION');
 is( $node->safe_psql('postgres', q{
 		SELECT admin_option FROM pg_auth_members
 		 WHERE roleid = 'student'::regrole AND member = 'instr2'::regrole}),

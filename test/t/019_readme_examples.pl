@@ -5,12 +5,15 @@
 use strict;
 use warnings;
 
+use FindBin;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use ConnmgrTest;
 
-my $readme = slurp_file("$ENV{TESTDIR}/README.md");
+# The tree root from this file, wherever prove runs (PostgreSQL 17 and later
+# no longer set TESTDIR for installcheck).
+my $readme = slurp_file("$FindBin::RealBin/../../README.md");
 my @blocks = $readme =~ /^```sql\n(.*?)^```$/msg;
 cmp_ok(scalar(@blocks), '>=', 5, 'the README has SQL examples');
 

@@ -76,8 +76,24 @@ after_change('stu', 0, 'REVOKE student FROM stu', 'REVOKE of the limited group')
 # A GRANT of a group makes the cached user newly limited.
 sql("SELECT connmgr.set_connection_limit('cs101', per_member => 0)");
 after_change('stu', 1, 'GRANT cs101 TO stu', 'GRANT of a limited group');
-after_change('stu', 0, 'ALTER ROLE stu NOINHERIT', 'ALTER ROLE ... NOINHERIT');
-after_change('stu', 1, 'ALTER ROLE stu INHERIT', 'ALTER ROLE ... INHERIT');
+# Inheritance: on PostgreSQL 15 the member's INHERIT attribute decides for
+# all its grants; from 16 on each grant carries its own INHERIT option, and
+# ALTER ROLE ... NOINHERIT only sets the default for later grants.
+if ($node->pg_version >= 16)
+{
+	after_change('stu', 0, 'GRANT cs101 TO stu WITH INHERIT FALSE',
+		'GRANT ... WITH INHERIT FALSE (16+)');
+	after_change('stu', 1, 'GRANT cs101 TO stu WITH INHERIT TRUE',
+		'GRANT ... WITH INHERIT TRUE (16+)');
+	sql('ALTER ROLE stu NOINHERIT');
+	login_refused('stu', 'ALTER ROLE ... NOINHERIT leaves an existing grant inheriting (16+)');
+	sql('ALTER ROLE stu INHERIT');
+}
+else
+{
+	after_change('stu', 0, 'ALTER ROLE stu NOINHERIT', 'ALTER ROLE ... NOINHERIT');
+	after_change('stu', 1, 'ALTER ROLE stu INHERIT', 'ALTER ROLE ... INHERIT');
+}
 after_change('stu', 0, 'ALTER ROLE stu SUPERUSER', 'ALTER ROLE ... SUPERUSER');
 after_change('stu', 1, 'ALTER ROLE stu NOSUPERUSER', 'ALTER ROLE ... NOSUPERUSER');
 
