@@ -24,6 +24,7 @@
 #include "utils/timestamp.h"
 
 #include "connmgr.h"
+#include "compat.h"
 
 PG_FUNCTION_INFO_V1(connmgr_connection_rows);
 PG_FUNCTION_INFO_V1(connmgr_kill_connections);
@@ -77,6 +78,10 @@ state_name(BackendState state)
 			return "fastpath function call";
 		case STATE_DISABLED:
 			return "disabled";
+#if CONNMGR_HAVE_STATE_STARTING
+		case STATE_STARTING:
+			return "starting";
+#endif
 		case STATE_UNDEFINED:
 			break;
 	}

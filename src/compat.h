@@ -36,6 +36,16 @@
 #endif
 
 /*
+ * PostgreSQL 18 reports a backend that is still starting up (authenticating)
+ * in its own state, STATE_STARTING ("starting" in pg_stat_activity).
+ */
+#if PG_VERSION_NUM >= 180000
+#define CONNMGR_HAVE_STATE_STARTING 1
+#else
+#define CONNMGR_HAVE_STATE_STARTING 0
+#endif
+
+/*
  * Role administration.  From PostgreSQL 16 on, a membership grant carries
  * its own INHERIT option (before, the member's rolinherit decided for all
  * its grants), and altering a role takes CREATEROLE plus ADMIN OPTION on it
