@@ -5,10 +5,12 @@
 # To build connmgr and run a server with it (the sandbox).
 CONNMGR_PACKAGES="make gcc postgresql-15 postgresql-server-dev-15 libkrb5-dev"
 # And to test it: pgTAP and pg_prove, the TAP harness, a client library,
-# the Prometheus exporter and promtool.
+# the Prometheus exporter and promtool, and what building the Debian
+# package takes (test/package.sh), so that one apt-get update does.
+CONNMGR_PACKAGES_DEB="git perl dpkg-dev debhelper postgresql-server-dev-all"
 CONNMGR_TEST_PACKAGES="$CONNMGR_PACKAGES postgresql-15-pgtap
 libtap-parser-sourcehandler-pgtap-perl libipc-run-perl python3-psycopg2
-prometheus prometheus-postgres-exporter"
+prometheus prometheus-postgres-exporter $CONNMGR_PACKAGES_DEB"
 
 # Run a command as root: directly when we are root, else through sudo.
 as_root() {

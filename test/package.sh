@@ -81,8 +81,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM HUP
 
-ensure_packages git make gcc perl dpkg-dev debhelper libkrb5-dev \
-	postgresql-server-dev-all "postgresql-$PG_MAJOR"
+ensure_packages $CONNMGR_PACKAGES $CONNMGR_PACKAGES_DEB
 
 case $(dpkg-query -W -f='${db:Status-Status}' "$package" 2>/dev/null || true) in
 	"" | not-installed) ;;

@@ -3,8 +3,9 @@
 # run starts itself: pg_regress (sql/, expected/), the TAP tests (test/t/)
 # and the pgTAP tests (test/pgtap/), on every supported PostgreSQL release
 # available on this machine, one after another (test/matrix.sh builds with
-# -Werror and installs into each).  Installs missing Debian packages, and
-# exits non-zero if any release fails.
+# -Werror and installs into each); then the Debian package's build,
+# install and smoke test (test/package.sh).  Installs missing Debian
+# packages, and exits non-zero if anything fails.
 # Works as root (servers and tests then run as the postgres OS user).
 #
 # The releases: 15 from Debian 12's packages; 17 and 18 from the
@@ -71,8 +72,12 @@ unpack() {
 	echo "$pg_config"
 }
 
-if [ $# -gt 0 ] || [ -n "${CONNMGR_PG_CONFIGS:-}" ]; then
-	if [ $# -gt 0 ]; then configs=("$@"); else read -r -a configs <<<"$CONNMGR_PG_CONFIGS"; fi
+given=()      # installations named by the caller, if any
+if [ $# -gt 0 ]; then given=("$@"); elif [ -n "${CONNMGR_PG_CONFIGS:-}" ]; then
+	read -r -a given <<<"$CONNMGR_PG_CONFIGS"
+fi
+if [ ${#given[@]} -gt 0 ]; then
+	configs=("${given[@]}")
 	echo "connmgr: testing the installations given: ${configs[*]}"
 	for pg_config in "${configs[@]}"; do
 		[ -x "$pg_config" ] && add_pgtap "$pg_config"
@@ -108,5 +113,16 @@ for line in "${untested[@]}"; do
 done
 
 status=0
-bash "$src/test/matrix.sh" "${not_tested[@]}" "${configs[@]}" || status=$?
+bash "$src/test/matrix.sh" "${not_tested[@]}" "${configs[@]}" || status=1
+
+# The Debian package, built from the release tarball, installed and
+# smoke-tested on a fresh cluster (PostgreSQL 15 only: the other releases
+# here are not Debian packages).  Not for installations named by the caller.
+if [ ${#given[@]} -eq 0 ]; then
+	echo
+	echo "connmgr: the Debian package (test/package.sh)"
+	bash "$src/test/package.sh" || status=1
+fi
+echo
+if [ $status -eq 0 ]; then echo "connmgr: all tests passed"; else echo "connmgr: TESTS FAILED"; fi
 exit $status
