@@ -1,6 +1,7 @@
-# Shared by test/run.sh and test/sandbox.sh: install what connmgr needs,
-# build and install it, and run commands as an unprivileged OS user
-# (PostgreSQL refuses to run as root).  Source it; it defines functions only.
+# Shared by the test commands (run.sh, sandbox.sh, matrix.sh, package.sh):
+# install what connmgr needs, build and install it, start a throwaway
+# cluster, and run commands as an unprivileged OS user (PostgreSQL refuses
+# to run as root).  Source it; it defines functions only.
 
 # To build connmgr and run a server with it (the sandbox).
 CONNMGR_PACKAGES="make gcc postgresql-15 postgresql-server-dev-15 libkrb5-dev"
@@ -77,4 +78,21 @@ scratch_copy() {
 	tar -C "$src" --exclude=.git -cf - . | tar -C "$dest" -xf -
 	[ "$(id -u)" -eq 0 ] && chown -R postgres: "$dest"
 	echo "$dest"
+}
+
+# Create and start a throwaway cluster in $1/data with connmgr preloaded,
+# listening only on a Unix socket in $1, on port $2; any further arguments
+# are more postgresql.conf lines.  Its log is $1/server.log.
+start_connmgr_cluster() {
+	local dir=$1 port=$2
+	shift 2
+	as_run_user initdb -D "$dir/data" -U postgres -A trust >/dev/null || return 1
+	{
+		echo "shared_preload_libraries = 'connmgr'"
+		echo "listen_addresses = ''"
+		echo "unix_socket_directories = '$dir'"
+		echo "port = $port"
+		for line in "$@"; do echo "$line"; done
+	} >>"$dir/data/postgresql.conf"
+	as_run_user pg_ctl -D "$dir/data" -l "$dir/server.log" -w start >/dev/null
 }

@@ -173,15 +173,7 @@ dpkg -S "$pkglibdir/connmgr.so" | grep -q "^$package:" ||
 # 4. A fresh cluster with the packaged library preloaded.
 mkdir "$db"
 [ "$(id -u)" -eq 0 ] && chown postgres: "$db"
-as_run_user initdb -D "$db/data" -U postgres -A trust >/dev/null
-cat >>"$db/data/postgresql.conf" <<CONF
-shared_preload_libraries = 'connmgr'
-listen_addresses = ''
-unix_socket_directories = '$db'
-port = $port
-log_line_prefix = '%m [%p] %e '
-CONF
-as_run_user pg_ctl -D "$db/data" -l "$db/server.log" -w start >/dev/null ||
+start_connmgr_cluster "$db" "$port" "log_line_prefix = '%m [%p] %e '" ||
 	fail "the cluster did not start with the packaged connmgr preloaded"
 
 # 5. The smoke test.

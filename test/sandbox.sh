@@ -26,14 +26,7 @@ teardown() {
 }
 trap teardown EXIT
 
-as_run_user initdb -D "$dir/data" -U postgres -A trust >/dev/null
-cat >>"$dir/data/postgresql.conf" <<CONF
-shared_preload_libraries = 'connmgr'
-listen_addresses = ''
-unix_socket_directories = '$dir'
-port = $port
-CONF
-as_run_user pg_ctl -D "$dir/data" -l "$dir/server.log" -w start >/dev/null
+start_connmgr_cluster "$dir" "$port"
 
 psql_as() {
 	local user=$1
