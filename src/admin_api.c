@@ -108,6 +108,16 @@ timestamp_or_null(TimestampTz ts, bool *isnull)
 	return TimestampTzGetDatum(ts);
 }
 
+/* Order server addresses by pid. */
+static int
+compare_pids(const void *a, const void *b)
+{
+	int			pa = ((const ConnmgrServerAddr *) a)->pid;
+	int			pb = ((const ConnmgrServerAddr *) b)->pid;
+
+	return (pa > pb) - (pa < pb);
+}
+
 #define CONNECTION_COLUMNS 15
 
 /* One row of connmgr.connections. */
@@ -120,6 +130,8 @@ put_connection(Tuplestorestate *store, TupleDesc tupdesc, const PgBackendStatus 
 	const char *user = GetUserNameFromId(be->st_userid, true);
 	const char *database = get_database_name(be->st_databaseid);
 	const char *state = state_name(be->st_state);
+	ConnmgrServerAddr key;
+	const ConnmgrServerAddr *server;
 	bool		tcp = be->st_clientaddr.addr.ss_family == AF_INET ||
 		be->st_clientaddr.addr.ss_family == AF_INET6;
 
@@ -134,10 +146,10 @@ put_connection(Tuplestorestate *store, TupleDesc tupdesc, const PgBackendStatus 
 	values[4] = CStringGetTextDatum(be->st_appname);
 	put_address(&be->st_clientaddr, values, nulls, 5);
 	nulls[7] = nulls[8] = true;
-	for (int i = 0; i < nservers; i++)
-		if (servers[i].pid == be->st_procpid &&
-			servers[i].started == be->st_proc_start_timestamp)
-			put_address(&servers[i].addr, values, nulls, 7);
+	key.pid = be->st_procpid;
+	server = bsearch(&key, servers, nservers, sizeof(ConnmgrServerAddr), compare_pids);
+	if (server != NULL && server->started == be->st_proc_start_timestamp)
+		put_address(&server->addr, values, nulls, 7);
 	values[9] = CStringGetTextDatum(tcp ? "tcp" : "unix");
 	values[10] = BoolGetDatum(be->st_ssl);
 	values[11] = timestamp_or_null(be->st_proc_start_timestamp, &nulls[11]);
@@ -163,6 +175,7 @@ connmgr_connection_rows(PG_FUNCTION_ARGS)
 	store = connmgr_begin_result_set(fcinfo, &tupdesc);
 	servers = palloc(sizeof(ConnmgrServerAddr) * MaxBackends);
 	nservers = connmgr_server_addresses(servers);
+	qsort(servers, nservers, sizeof(ConnmgrServerAddr), compare_pids);
 	connmgr_refresh_backends();
 	n = connmgr_backend_count();
 	for (int i = 1; i <= n; i++)
