@@ -14,7 +14,7 @@
 # comparison (A B A B ...), prints one results table with medians, spread
 # and ratios, and writes it to bench/RESULTS.md with the machine it ran on.
 # Run as root, the servers and clients run as the postgres OS user.
-# It takes about 8 minutes on a 2-core machine (limit: 10); it prints
+# It takes about 9 minutes on a 2-core machine (limit: 10); it prints
 # how long it took.  It is not part of the test suite: nothing here asserts
 # a timing, the targets are reported.
 #
