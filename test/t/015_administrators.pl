@@ -95,16 +95,23 @@ sub drop_limit
 # itself (a DBA's grant it cannot revoke).  Either way instr2 is left a
 # plain member of the class and stays instr1's fellow, out of reach of
 # kills and of the class's limit.
+# Does $member's grant of student carry ADMIN OPTION ('t' or 'f')?
+sub admin_option_on_student
+{
+	my ($member) = @_;
+	return $node->safe_psql('postgres', qq{
+		SELECT admin_option FROM pg_auth_members
+		 WHERE roleid = 'student'::regrole AND member = '$member'::regrole});
+}
+
 if ($pg16)
 {
 	run_ok('instr1', 'GRANT student TO instr2 WITH ADMIN OPTION',
 		'instr1 makes instr2 a co-instructor');
 	run_ok('instr1', 'REVOKE ADMIN OPTION FOR student FROM instructor',
 		'instr1 tries to revoke the ADMIN OPTION a DBA granted');
-	is( $node->safe_psql('postgres', q{
-			SELECT admin_option FROM pg_auth_members
-			 WHERE roleid = 'student'::regrole AND member = 'instructor'::regrole}),
-		't', 'PostgreSQL 16+ keeps the ADMIN OPTION a DBA granted');
+	is(admin_option_on_student('instructor'), 't',
+		'PostgreSQL 16+ keeps the ADMIN OPTION a DBA granted');
 }
 else
 {
@@ -112,10 +119,7 @@ else
 }
 run_ok('instr1', 'REVOKE ADMIN OPTION FOR student FROM instr2',
 	'an instructor revokes a co-instructor\'s ADMIN OPTION');
-is( $node->safe_psql('postgres', q{
-		SELECT admin_option FROM pg_auth_members
-		 WHERE roleid = 'student'::regrole AND member = 'instr2'::regrole}),
-	'f', 'instr2 is now a plain member of student');
+is(admin_option_on_student('instr2'), 'f', 'instr2 is now a plain member of student');
 my $co = open_session($node, 'instr2');
 my (undef, $seen) = sql_as($node, 'instr1',
 	"SELECT count(*) FROM connmgr.listUserConnections('instr2')");
