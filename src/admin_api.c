@@ -216,6 +216,42 @@ text_array_arg(FunctionCallInfo fcinfo, int argno, Datum **elems, bool **nulls, 
 					  TYPALIGN_INT, elems, nulls, n);
 }
 
+/*
+ * The arguments kill_connections and kill_client_connections share: (items
+ * text[], reason text, dry_run boolean); also starts their result set.
+ */
+typedef struct BatchKillArgs
+{
+	Datum	   *items;
+	bool	   *item_nulls;
+	int			n;
+	const char *reason;
+	bool		dry_run;
+	TupleDesc	tupdesc;
+	Tuplestorestate *store;
+} BatchKillArgs;
+
+static void
+batch_kill_args(FunctionCallInfo fcinfo, BatchKillArgs *args)
+{
+	connmgr_require_preload();
+	args->dry_run = dry_run_arg(fcinfo, 2);
+	args->store = connmgr_begin_result_set(fcinfo, &args->tupdesc);
+	text_array_arg(fcinfo, 0, &args->items, &args->item_nulls, &args->n);
+	args->reason = reason_arg(fcinfo, 1);
+}
+
+/* The user of a kill's target as a name Datum; *isnull if none is known. */
+static Datum
+target_user(const ConnmgrKill *kill, bool *isnull)
+{
+	const char *user = kill && kill->connection_id ?
+		GetUserNameFromId(kill->target.userid, true) : NULL;
+
+	*isnull = user == NULL;
+	return user ? DirectFunctionCall1(namein, CStringGetDatum(user)) : (Datum) 0;
+}
+
 /* A kill request for a connection id or a bare (decimal) pid; false if neither. */
 static bool
 parse_kill_request(const char *id, ConnmgrKill *kill)
@@ -247,47 +283,35 @@ parse_kill_request(const char *id, ConnmgrKill *kill)
 Datum
 connmgr_kill_connections(PG_FUNCTION_ARGS)
 {
-	TupleDesc	tupdesc;
-	Tuplestorestate *store;
-	Datum	   *ids;
-	bool	   *id_nulls;
+	BatchKillArgs args;
 	bool	   *valid;
 	ConnmgrKill *kills;
-	int			n;
 	int			nkills = 0;
-	bool		dry_run;
 
-	connmgr_require_preload();
-	dry_run = dry_run_arg(fcinfo, 2);
-	store = connmgr_begin_result_set(fcinfo, &tupdesc);
-	text_array_arg(fcinfo, 0, &ids, &id_nulls, &n);
-	valid = palloc(sizeof(bool) * Max(n, 1));
-	kills = palloc0(sizeof(ConnmgrKill) * Max(n, 1));
+	batch_kill_args(fcinfo, &args);
+	valid = palloc(sizeof(bool) * Max(args.n, 1));
+	kills = palloc0(sizeof(ConnmgrKill) * Max(args.n, 1));
 
-	for (int i = 0; i < n; i++)
+	for (int i = 0; i < args.n; i++)
 	{
-		valid[i] = !id_nulls[i] &&
-			parse_kill_request(TextDatumGetCString(ids[i]), &kills[nkills]);
+		valid[i] = !args.item_nulls[i] &&
+			parse_kill_request(TextDatumGetCString(args.items[i]), &kills[nkills]);
 		if (valid[i])
 			nkills++;
 	}
-	connmgr_kill(kills, nkills, reason_arg(fcinfo, 1), dry_run);
+	connmgr_kill(kills, nkills, args.reason, args.dry_run);
 
-	for (int i = 0, k = 0; i < n; i++)
+	for (int i = 0, k = 0; i < args.n; i++)
 	{
 		Datum		values[3];
 		bool		nulls[3] = {false};
 		ConnmgrKill *kill = valid[i] ? &kills[k++] : NULL;
-		const char *user = kill && kill->connection_id ?
-			GetUserNameFromId(kill->target.userid, true) : NULL;
 
-		nulls[0] = id_nulls[i];
-		values[0] = id_nulls[i] ? (Datum) 0 : ids[i];
-		nulls[1] = user == NULL;
-		if (user)
-			values[1] = DirectFunctionCall1(namein, CStringGetDatum(user));
+		nulls[0] = args.item_nulls[i];
+		values[0] = args.item_nulls[i] ? (Datum) 0 : args.items[i];
+		values[1] = target_user(kill, &nulls[1]);
 		values[2] = CStringGetTextDatum(kill ? connmgr_kill_message(kill) : "Invalid connection id");
-		tuplestore_putvalues(store, tupdesc, values, nulls);
+		tuplestore_putvalues(args.store, args.tupdesc, values, nulls);
 	}
 	return (Datum) 0;
 }
@@ -405,63 +429,51 @@ connections_from(const AddressPattern *pattern, VisibleRoles *cache, ConnmgrKill
 Datum
 connmgr_kill_client_connections(PG_FUNCTION_ARGS)
 {
-	TupleDesc	tupdesc;
-	Tuplestorestate *store;
-	Datum	   *addresses;
-	bool	   *address_nulls;
+	BatchKillArgs args;
 	int		   *first;			/* each element's first kill, -1: invalid */
 	int		   *count;			/* and how many it has */
 	ConnmgrKill *kills;
 	VisibleRoles cache = {NIL, NIL};
-	int			n;
 	int			nkills = 0;
-	bool		dry_run;
 
-	connmgr_require_preload();
-	dry_run = dry_run_arg(fcinfo, 2);
-	store = connmgr_begin_result_set(fcinfo, &tupdesc);
-	text_array_arg(fcinfo, 0, &addresses, &address_nulls, &n);
-	first = palloc(sizeof(int) * Max(n, 1));
-	count = palloc0(sizeof(int) * Max(n, 1));
-	kills = palloc(sizeof(ConnmgrKill) * Max(n, 1) * Max(MaxBackends, 1));
+	batch_kill_args(fcinfo, &args);
+	first = palloc(sizeof(int) * Max(args.n, 1));
+	count = palloc0(sizeof(int) * Max(args.n, 1));
+	kills = palloc(sizeof(ConnmgrKill) * Max(args.n, 1) * Max(MaxBackends, 1));
 
 	connmgr_refresh_backends();
-	for (int i = 0; i < n; i++)
+	for (int i = 0; i < args.n; i++)
 	{
 		AddressPattern pattern;
 
 		first[i] = -1;
-		if (address_nulls[i] ||
-			!parse_address_pattern(TextDatumGetCString(addresses[i]), &pattern))
+		if (args.item_nulls[i] ||
+			!parse_address_pattern(TextDatumGetCString(args.items[i]), &pattern))
 			continue;
 		first[i] = nkills;
 		count[i] = connections_from(&pattern, &cache, &kills[nkills]);
 		nkills += count[i];
 	}
-	connmgr_kill(kills, nkills, reason_arg(fcinfo, 1), dry_run);
+	connmgr_kill(kills, nkills, args.reason, args.dry_run);
 
-	for (int i = 0; i < n; i++)
+	for (int i = 0; i < args.n; i++)
 	{
 		for (int k = 0; k < Max(count[i], 1); k++)
 		{
 			Datum		values[4];
 			bool		nulls[4] = {false};
 			ConnmgrKill *kill = count[i] > 0 ? &kills[first[i] + k] : NULL;
-			const char *user = kill && kill->connection_id ?
-				GetUserNameFromId(kill->target.userid, true) : NULL;
 
-			nulls[0] = address_nulls[i];
-			values[0] = address_nulls[i] ? (Datum) 0 : addresses[i];
+			nulls[0] = args.item_nulls[i];
+			values[0] = args.item_nulls[i] ? (Datum) 0 : args.items[i];
 			nulls[1] = kill == NULL || kill->connection_id == NULL;
 			if (!nulls[1])
 				values[1] = CStringGetTextDatum(kill->connection_id);
-			nulls[2] = user == NULL;
-			if (user)
-				values[2] = DirectFunctionCall1(namein, CStringGetDatum(user));
+			values[2] = target_user(kill, &nulls[2]);
 			values[3] = CStringGetTextDatum(kill ? connmgr_kill_message(kill) :
 											first[i] < 0 ? "Invalid address" :
 											"No connection found from this address");
-			tuplestore_putvalues(store, tupdesc, values, nulls);
+			tuplestore_putvalues(args.store, args.tupdesc, values, nulls);
 		}
 	}
 	return (Datum) 0;
