@@ -883,44 +883,51 @@ def storm(c, n, hold=None):
             "wall": storm_wall, "rate": n / storm_wall}
 
 
-def bench_storm(c):
-    log("4. login storm: %d simultaneous logins, %d repetitions per side"
-        % (STORM_LOGINS, STORM_REPS))
-    sides = [("connmgr", "connmgr per_member %d on the user's group" % STORM_LIMIT),
-             ("none", "no limit"),
-             ("rolconnlimit", "ALTER ROLE ... CONNECTION LIMIT %d (no connmgr policy)"
-              % STORM_LIMIT)]
-    res = {s: [] for s, _ in sides}
+def storm_rounds(c, sides, hold=None):
+    """STORM_REPS repetitions of a storm of stormer's logins per side, the
+    sides alternating.  sides: (name, label, SQL that sets the side up or
+    None, SQL that undoes it or None).  Returns {name: [storm() results]}."""
+    res = {s: [] for s, _, _, _ in sides}
     ctl = c.connect()
     cur = ctl.cursor()
     try:
         for r in range(STORM_REPS):
-            for s, _ in sides:
+            for s, _, setup, undo in sides:
                 wait_count(c, ctl, "usename = 'stormer'", 0)
                 base = c.children()
-                if s == "connmgr":
-                    cur.execute("SELECT connmgr.set_connection_limit('stormgrp', "
-                                "per_member => %d)" % STORM_LIMIT)
-                elif s == "rolconnlimit":
-                    cur.execute("ALTER ROLE stormer CONNECTION LIMIT %d" % STORM_LIMIT)
+                if setup:
+                    cur.execute(setup)
                 try:
-                    res[s].append(storm(c, STORM_LOGINS))
+                    res[s].append(storm(c, STORM_LOGINS, hold=hold))
                 finally:
-                    if s == "connmgr":
-                        cur.execute("SELECT connmgr.drop_connection_limit('stormgrp')")
-                    elif s == "rolconnlimit":
-                        cur.execute("ALTER ROLE stormer CONNECTION LIMIT -1")
+                    if undo:
+                        cur.execute(undo)
                 wait_count(c, ctl, "usename = 'stormer'", 0)
                 c.settle(base)
             log("   rep %d/%d: %s" % (r + 1, STORM_REPS, "; ".join(
                 "%s admitted %d, peak %d, %.2f s" % (s, res[s][-1]["admitted"],
                                                      res[s][-1]["peak"], res[s][-1]["wall"])
-                for s, _ in sides)))
+                for s, _, _, _ in sides)))
     finally:
         ctl.close()
-    walls = {s: [x["wall"] for x in res[s]] for s, _ in sides}
-    rates = {s: [x["rate"] for x in res[s]] for s, _ in sides}
-    for s, label in sides:
+    return res
+
+
+def bench_storm(c):
+    log("4. login storm: %d simultaneous logins, %d repetitions per side"
+        % (STORM_LOGINS, STORM_REPS))
+    drop = "SELECT connmgr.drop_connection_limit('stormgrp')"
+    sides = [("connmgr", "connmgr per_member %d on the user's group" % STORM_LIMIT,
+              "SELECT connmgr.set_connection_limit('stormgrp', per_member => %d)"
+              % STORM_LIMIT, drop),
+             ("none", "no limit", None, None),
+             ("rolconnlimit", "ALTER ROLE ... CONNECTION LIMIT %d (no connmgr policy)"
+              % STORM_LIMIT, "ALTER ROLE stormer CONNECTION LIMIT %d" % STORM_LIMIT,
+              "ALTER ROLE stormer CONNECTION LIMIT -1")]
+    res = storm_rounds(c, sides)
+    walls = {s: [x["wall"] for x in res[s]] for s in res}
+    rates = {s: [x["rate"] for x in res[s]] for s in res}
+    for s, label, _, _ in sides:
         adm = [x["admitted"] for x in res[s]]
         pk = [x["peak"] for x in res[s]]
         add_row("4 storm", label, "admitted of %d" % STORM_LOGINS, adm, ratio=False,
@@ -951,32 +958,14 @@ def bench_wait_storm(c):
     places free; with reject only those that find a place."""
     log("4b. login storm, on_limit wait vs reject: %d logins, hold %.1f s, %d reps"
         % (STORM_LOGINS, WAIT_HOLD, STORM_REPS))
-    sides = [("wait", "on_limit wait"), ("reject", "on_limit reject")]
-    res = {s: [] for s, _ in sides}
-    ctl = c.connect()
-    cur = ctl.cursor()
-    try:
-        for r in range(STORM_REPS):
-            for s, _ in sides:
-                wait_count(c, ctl, "usename = 'stormer'", 0)
-                base = c.children()
-                extra = (", on_limit => 'wait', wait_timeout => '50s', max_waiting => %d"
-                         % STORM_LOGINS) if s == "wait" else ""
-                cur.execute("SELECT connmgr.set_connection_limit('stormgrp', "
-                            "per_member => %d%s)" % (STORM_LIMIT, extra))
-                try:
-                    res[s].append(storm(c, STORM_LOGINS, hold=WAIT_HOLD))
-                finally:
-                    cur.execute("SELECT connmgr.drop_connection_limit('stormgrp')")
-                wait_count(c, ctl, "usename = 'stormer'", 0)
-                c.settle(base)
-            log("   rep %d/%d: %s" % (r + 1, STORM_REPS, "; ".join(
-                "%s admitted %d, peak %d, %.2f s" % (s, res[s][-1]["admitted"],
-                                                     res[s][-1]["peak"], res[s][-1]["wall"])
-                for s, _ in sides)))
-    finally:
-        ctl.close()
-    for s, label in sides:
+    limit = "SELECT connmgr.set_connection_limit('stormgrp', per_member => %d%%s)" % STORM_LIMIT
+    drop = "SELECT connmgr.drop_connection_limit('stormgrp')"
+    sides = [("wait", "on_limit wait",
+              limit % (", on_limit => 'wait', wait_timeout => '50s', max_waiting => %d"
+                       % STORM_LOGINS), drop),
+             ("reject", "on_limit reject", limit % "", drop)]
+    res = storm_rounds(c, sides, hold=WAIT_HOLD)
+    for s, label, _, _ in sides:
         adm = [x["admitted"] for x in res[s]]
         pk = [x["peak"] for x in res[s]]
         add_row("4b wait", label, "admitted of %d" % STORM_LOGINS, adm, ratio=False,
