@@ -14,7 +14,7 @@ use Test::More;
 
 our @EXPORT = qw(connmgr_node open_session open_sessions close_sessions
   backend_alive sql_as wait_for_count gated_logins wait_idle start_busy
-  last_words find_program);
+  last_words find_program permission_matrix);
 
 # A started node with connmgr preloaded and the extension created in
 # database "postgres".  Extra postgresql.conf lines and options for
@@ -172,6 +172,32 @@ sub sql_as
 		extra_params =>
 		  [ (defined $user ? ('-U', $user) : ()), '-v', 'VERBOSITY=verbose' ]);
 	return ($ret, $stdout, $stderr);
+}
+
+# Who may end whose connection, for the roles student (a NOLOGIN group),
+# its members stu1 and stu2, instructor and instructor2 (ADMIN OPTION on
+# student), signaler (pg_signal_backend), watcher (pg_read_all_stats) and
+# dba (superuser): caller => { target => expected }.  't' ends it,
+# 'f-hidden' means the caller may not even see the target, 'f-denied' that
+# it sees it but may not end it.  Every API that ends connections follows it.
+sub permission_matrix
+{
+	return (
+		stu1 => {
+			stu1 => 't', stu2 => 'f-hidden', instructor2 => 'f-hidden',
+			signaler => 'f-hidden', dba => 'f-hidden'
+		},
+		instructor => {
+			stu1 => 't', stu2 => 't', instructor2 => 'f-hidden',
+			signaler => 'f-hidden', dba => 'f-hidden', instructor => 't'
+		},
+		signaler => {
+			stu1 => 't', instructor2 => 't', watcher => 't',
+			dba => 'f-hidden'
+		},
+		watcher => { stu1 => 'f-denied', dba => 'f-denied' },
+		dba => { stu1 => 't', instructor2 => 't', signaler => 't', dba => 't' },
+	);
 }
 
 1;

@@ -21,25 +21,10 @@ $node->safe_psql('postgres', q{
 	CREATE ROLE dba LOGIN SUPERUSER;
 });
 
-# caller => { target => expected killConnection() result }.  'f-hidden'
-# means false because the caller may not even see the target; 'f-denied'
-# means the caller sees it but may not terminate it.
-my %matrix = (
-	stu1 => {
-		stu1 => 't', stu2 => 'f-hidden', instructor2 => 'f-hidden',
-		signaler => 'f-hidden', dba => 'f-hidden'
-	},
-	instructor => {
-		stu1 => 't', stu2 => 't', instructor2 => 'f-hidden',
-		signaler => 'f-hidden', dba => 'f-hidden', instructor => 't'
-	},
-	signaler => {
-		stu1 => 't', instructor2 => 't', watcher => 't',
-		dba => 'f-hidden'
-	},
-	watcher => { stu1 => 'f-denied', dba => 'f-denied' },
-	dba => { stu1 => 't', instructor2 => 't', signaler => 't', dba => 't' },
-);
+# caller => { target => expected killConnection() result } (ConnmgrTest's
+# permission_matrix: 'f-hidden' means false because the caller may not even
+# see the target; 'f-denied' that it sees it but may not terminate it).
+my %matrix = permission_matrix();
 
 for my $caller (sort keys %matrix)
 {

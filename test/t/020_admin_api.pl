@@ -198,28 +198,13 @@ is_alive($_, "session $_ survives the dry runs") for ($kept->{pid}, $other->{pid
 is(ending_lines('\d+', $offset), 0, 'no termination was logged');
 close_sessions($node, $inst, $kept, $other, $su);
 
-# 5. The permission matrix of 001_classdb_permissions.pl: 't' ends it,
+# 5. The permission matrix (ConnmgrTest's, as in 001): 't' ends it,
 # 'f-hidden' does not see it, 'f-denied' sees it but may not end it.  For
 # each pair: the view, a dry run of kill_connections and kill_connection on
 # a Unix-socket session; then kill_client_connections by the client
 # address:port of a TCP session of the target, dry run and real (the
 # caller's own session is a Unix-socket one, never from that address).
-my %matrix = (
-	stu1 => {
-		stu1 => 't', stu2 => 'f-hidden', instructor2 => 'f-hidden',
-		signaler => 'f-hidden', dba => 'f-hidden'
-	},
-	instructor => {
-		stu1 => 't', stu2 => 't', instructor2 => 'f-hidden',
-		signaler => 'f-hidden', dba => 'f-hidden', instructor => 't'
-	},
-	signaler => {
-		stu1 => 't', instructor2 => 't', watcher => 't',
-		dba => 'f-hidden'
-	},
-	watcher => { stu1 => 'f-denied', dba => 'f-denied' },
-	dba => { stu1 => 't', instructor2 => 't', signaler => 't', dba => 't' },
-);
+my %matrix = permission_matrix();
 my %message = (
 	't' => 'Connection found',
 	'f-hidden' => 'No connection found with this id',
