@@ -219,6 +219,8 @@ extern void connmgr_counters_shmem_init(void);
 extern ConnmgrCounter *connmgr_counter_find(Oid role);
 extern bool connmgr_counters_enter(const Oid *roles, int nroles,
 								   ConnmgrCounter **entries);
+extern void connmgr_counters_charge(Oid user, const Oid *roles,
+									ConnmgrCounter **entries, int nroles);
 extern void connmgr_counters_forget_unused(const Oid *roles, int nroles);
 extern void connmgr_counters_release(Oid user, const Oid *roles, int nroles);
 extern int	connmgr_counter_copy(ConnmgrCounter *buf, int max);

@@ -179,6 +179,21 @@ connmgr_counters_forget_unused(const Oid *roles, int nroles)
 }
 
 /*
+ * Lock held exclusively.  Count one connection of user for each of roles
+ * (user among them), through the entries connmgr_counters_enter() found.
+ */
+void
+connmgr_counters_charge(Oid user, const Oid *roles, ConnmgrCounter **entries, int nroles)
+{
+	for (int i = 0; i < nroles; i++)
+	{
+		entries[i]->total++;
+		if (roles[i] == user)
+			entries[i]->own++;
+	}
+}
+
+/*
  * Lock held exclusively.  Give back one connection of user that was
  * counted for each of roles (user among them).
  */

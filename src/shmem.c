@@ -398,12 +398,7 @@ connmgr_claim(Oid user, const Oid *roles, int nroles,
 	}
 	if (countable && !blocked)
 	{
-		for (int i = 0; i < nroles; i++)
-		{
-			entries[i]->total++;
-			if (saved[i] == user)
-				entries[i]->own++;
-		}
+		connmgr_counters_charge(user, saved, entries, nroles);
 		fill_my_slot(user, saved, nroles);
 	}
 	else
