@@ -129,7 +129,7 @@ put_connection(Tuplestorestate *store, TupleDesc tupdesc, const PgBackendStatus 
 	bool		nulls[CONNECTION_COLUMNS] = {false};
 	const char *user = GetUserNameFromId(be->st_userid, true);
 	const char *database = get_database_name(be->st_databaseid);
-	const char *state = state_name(be->st_state);
+	const char *state = connmgr_is_waiting(be) ? "waiting" : state_name(be->st_state);
 	ConnmgrServerAddr key;
 	const ConnmgrServerAddr *server;
 	bool		tcp = be->st_clientaddr.addr.ss_family == AF_INET ||
@@ -181,6 +181,15 @@ connmgr_connection_rows(PG_FUNCTION_ARGS)
 	for (int i = 1; i <= n; i++)
 	{
 		PgBackendStatus *be = connmgr_backend_at(i);
+
+		if (visible_connection(&cache, be))
+			put_connection(store, tupdesc, be, servers, nservers);
+	}
+	/* logins waiting for a slot; PostgreSQL 18 lists them without a user */
+	n = connmgr_waiting_count();
+	for (int i = 1; i <= n; i++)
+	{
+		PgBackendStatus *be = connmgr_waiting_at(i);
 
 		if (visible_connection(&cache, be))
 			put_connection(store, tupdesc, be, servers, nservers);

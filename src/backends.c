@@ -19,6 +19,9 @@
 #include "common/ip.h"
 #include "utils/timestamp.h"
 #include "pgstat.h"
+#include "storage/procarray.h"
+#include "utils/memutils.h"
+#include "utils/wait_event.h"
 #include "utils/builtins.h"
 
 #include "connmgr.h"
@@ -51,14 +54,21 @@ hexval_or_minus_one(char c)
 	return -1;
 }
 
-/* The backend with this pid, or NULL if there is none (pid <= 0 included). */
+/*
+ * The backend with this pid, or NULL if there is none (pid <= 0 included).
+ * A login waiting for a connection slot is found as such.
+ */
 PgBackendStatus *
 connmgr_find_backend(int pid)
 {
-	int			n = connmgr_backend_count();
+	int			n = connmgr_waiting_count();
 
 	if (pid <= 0)
 		return NULL;
+	for (int i = 1; i <= n; i++)
+		if (connmgr_waiting_at(i)->st_procpid == pid)
+			return connmgr_waiting_at(i);
+	n = connmgr_backend_count();
 	for (int i = 1; i <= n; i++)
 	{
 		PgBackendStatus *be = connmgr_backend_at(i);
@@ -144,6 +154,105 @@ connmgr_parse_connection_id(const char *id, int *pid, long *start_seconds)
 }
 
 /*
+ * Logins waiting for a connection slot (shmem.c) hold a backend but are
+ * not in pg_stat_activity yet (from PostgreSQL 18 they are, as "starting",
+ * without their user).  They are shown as backends of their own, state
+ * "waiting" (st_state STATE_UNDEFINED, told apart by connmgr_is_waiting()),
+ * from a snapshot taken once until the next refresh.
+ */
+static PgBackendStatus *waiting = NULL;
+static int	nwaiting = -1;			/* -1: no snapshot taken */
+
+static void
+forget_waiting(void)
+{
+	if (waiting != NULL)
+		pfree(waiting);
+	waiting = NULL;
+	nwaiting = -1;
+}
+
+/* A backend status entry that shows a waiting login. */
+static void
+fill_waiting_entry(PgBackendStatus *be, char *appname, const ConnmgrWaitingLogin *login)
+{
+	memset(be, 0, sizeof(*be));
+	be->st_procpid = login->pid;
+	be->st_backendType = B_BACKEND;
+	be->st_proc_start_timestamp = login->started;
+	be->st_state_start_timestamp = login->since;
+	be->st_state = STATE_UNDEFINED;
+	be->st_databaseid = login->database;
+	be->st_userid = login->user;
+	be->st_clientaddr = login->client_addr;
+	strlcpy(appname, login->application_name, NAMEDATALEN);
+	be->st_appname = appname;
+}
+
+static void
+take_waiting_snapshot(void)
+{
+	ConnmgrWaitingLogin *logins = palloc(sizeof(ConnmgrWaitingLogin) * MaxBackends);
+	int			n = connmgr_waiting_logins(logins);
+
+	char	   *appnames;
+
+	/* one allocation: the entries, then their application names */
+	waiting = MemoryContextAlloc(TopMemoryContext,
+								 (sizeof(PgBackendStatus) + NAMEDATALEN) * Max(n, 1));
+	appnames = (char *) (waiting + Max(n, 1));
+	for (int i = 0; i < n; i++)
+		fill_waiting_entry(&waiting[i], appnames + i * NAMEDATALEN, &logins[i]);
+	nwaiting = n;
+	pfree(logins);
+}
+
+/* How many logins wait for a connection slot (index them from 1). */
+int
+connmgr_waiting_count(void)
+{
+	if (nwaiting < 0)
+		take_waiting_snapshot();
+	return nwaiting;
+}
+
+PgBackendStatus *
+connmgr_waiting_at(int index)
+{
+	return index >= 1 && index <= connmgr_waiting_count() ? &waiting[index - 1] : NULL;
+}
+
+/* Does be show a login waiting for a connection slot? */
+bool
+connmgr_is_waiting(const PgBackendStatus *be)
+{
+	return waiting != NULL && be >= waiting && be < waiting + Max(nwaiting, 0);
+}
+
+/*
+ * Is the backend pid (started then) on its way out?  While an idle
+ * backend waits for its client it reads from the socket (wait event
+ * ClientRead); an idle backend doing anything else has read its client's
+ * goodbye, or the end of its connection, and is exiting (cleaning up its
+ * temporary tables, say), or is about to run a query and show as running.
+ * A backend no longer in pg_stat_activity, or another one under its pid,
+ * has left.
+ */
+bool
+connmgr_backend_leaving(int pid, TimestampTz started)
+{
+	PgBackendStatus *be = connmgr_find_backend(pid);
+	PGPROC	   *proc;
+
+	if (be == NULL || be->st_proc_start_timestamp != started)
+		return true;
+	if (be->st_state != STATE_IDLE)
+		return false;
+	proc = BackendPidGetProc(pid);
+	return proc == NULL || proc->wait_event_info != WAIT_EVENT_CLIENT_READ;
+}
+
+/*
  * Drop the backend status snapshot so that the next read sees the backends
  * as they are now.  This leaves the transaction's cumulative statistics
  * snapshot alone.
@@ -152,6 +261,7 @@ void
 connmgr_refresh_backends(void)
 {
 	pgstat_clear_backend_activity_snapshot();
+	forget_waiting();
 }
 
 /*

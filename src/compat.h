@@ -61,4 +61,17 @@
 #define connmgr_grant_inherit_option(grant) true
 #endif
 
+/* Are more than n backend slots (PGPROCs of ordinary backends) free? */
+static inline bool
+connmgr_more_free_procs_than(int n)
+{
+#if PG_VERSION_NUM >= 160000
+	int			nfree;
+
+	return HaveNFreeProcs(n + 1, &nfree);
+#else
+	return HaveNFreeProcs(n + 1);
+#endif
+}
+
 #endif							/* CONNMGR_COMPAT_H */

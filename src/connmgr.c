@@ -15,6 +15,7 @@
 
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "postmaster/postmaster.h"
 #include "utils/guc.h"
 
 #include "connmgr.h"
@@ -34,6 +35,8 @@ int			connmgr_login_cache_size = 256;
 int			connmgr_limit_grace_ms = 50;
 int			connmgr_wait_timeout_ms = 10000;
 int			connmgr_max_waiting = 50;
+int			connmgr_max_waiting_per_user = 10;
+int			connmgr_wait_reserve = 5;
 int			connmgr_idle_check_interval_ms = 10000;
 
 static bool connmgr_preloaded = false;
@@ -160,6 +163,28 @@ define_gucs(void)
 							50,
 							1,
 							10000,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("connmgr.max_waiting_per_user",
+							"How many logins of one role may wait for connection slots at once.",
+							"Each waiting login holds a backend.",
+							&connmgr_max_waiting_per_user,
+							10,
+							1,
+							10000,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("connmgr.wait_reserve",
+							"Connection slots that waiting logins leave free for other logins.",
+							"Counted on top of the slots PostgreSQL reserves for superusers (and, from PostgreSQL 16, for reserved_connections).  A login does not wait when no more slots than these are free, and the last login to start waiting gives up when other logins take them.",
+							&connmgr_wait_reserve,
+							5,
+							0,
+							MAX_BACKENDS,
 							PGC_SIGHUP,
 							0,
 							NULL, NULL, NULL);

@@ -32,6 +32,8 @@ extern int	connmgr_login_cache_size;
 extern int	connmgr_limit_grace_ms;
 extern int	connmgr_wait_timeout_ms;
 extern int	connmgr_max_waiting;
+extern int	connmgr_max_waiting_per_user;
+extern int	connmgr_wait_reserve;
 extern int	connmgr_idle_check_interval_ms;
 extern void connmgr_require_preload(void);
 
@@ -60,6 +62,10 @@ extern Datum connmgr_client_addr_datum(const PgBackendStatus *be, bool *isnull);
 extern const char *connmgr_client_addr_text(const PgBackendStatus *be);
 extern const char *connmgr_sockaddr_host(const SockAddr *addr, int *port);
 extern void connmgr_refresh_backends(void);
+extern int	connmgr_waiting_count(void);
+extern PgBackendStatus *connmgr_waiting_at(int index);
+extern bool connmgr_is_waiting(const PgBackendStatus *be);
+extern bool connmgr_backend_leaving(int pid, TimestampTz started);
 
 /* names.c: how the SQL API reads role names; texts kept in shared memory */
 extern Oid	connmgr_classdb_role_arg(FunctionCallInfo fcinfo, int argno);
@@ -187,6 +193,26 @@ typedef struct ConnmgrCheck
 	bool		reached;		/* out: current >= limit */
 } ConnmgrCheck;
 
+/* A login waiting for a connection slot, as the views show it. */
+typedef struct ConnmgrWaitingLogin
+{
+	int			pid;
+	TimestampTz started;
+	Oid			user;
+	Oid			database;
+	Oid			role;			/* whose limit it waits for */
+	TimestampTz since;
+	SockAddr	client_addr;
+	char		application_name[NAMEDATALEN];
+} ConnmgrWaitingLogin;
+
+typedef enum ConnmgrWaitStart
+{
+	WAIT_STARTED,
+	WAIT_QUEUE_FULL,			/* max_waiting logins wait for the role */
+	WAIT_USER_FULL				/* max_waiting_per_user of the user's wait */
+} ConnmgrWaitStart;
+
 typedef enum ConnmgrClaimResult
 {
 	CLAIM_ADMITTED,				/* counted; no blocking limit reached */
@@ -206,8 +232,13 @@ extern ConnmgrClaimResult connmgr_claim(Oid user, const Oid *roles, int nroles,
 										ConnmgrCheck *checks, int nchecks);
 extern bool connmgr_holds_connection_in(Oid user, Oid role);
 extern void connmgr_wait_for_release(long timeout_ms);
-extern int	connmgr_start_waiting(Oid role, int max_waiting);
+extern ConnmgrWaitStart connmgr_start_waiting(const ConnmgrWaitingLogin *who, bool queued,
+											  int max_waiting, int max_per_user,
+											  int *waiting);
+extern void connmgr_wait_in(Oid role);
+extern bool connmgr_last_in_line(void);
 extern void connmgr_stop_waiting(void);
+extern int	connmgr_waiting_logins(ConnmgrWaitingLogin *buf);
 extern bool connmgr_reserve_victim(int pid, const ConnmgrCheck *checks, int nchecks);
 extern void connmgr_spare_victim(int pid);
 extern void connmgr_spare_victims(void);

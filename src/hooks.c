@@ -83,7 +83,6 @@ connmgr_client_auth(Port *port, int status)
 	if (!super && !(am_walsender && !am_db_walsender))
 		connmgr_enforce_limits(user, port->database_name);
 	connmgr_login_admitted();
-	connmgr_stats_event(EVENT_CONNECT, NULL);
 }
 
 /*

@@ -46,6 +46,7 @@
 #include "access/xact.h"
 #include "catalog/indexing.h"
 #include "catalog/pg_database.h"
+#include "libpq/libpq-be.h"
 #include "pgstat.h"
 #include "postmaster/postmaster.h"
 #include "storage/latch.h"
@@ -59,6 +60,7 @@
 #include "utils/timestamp.h"
 
 #include "connmgr.h"
+#include "compat.h"
 
 typedef struct LoginLimits
 {
@@ -287,7 +289,13 @@ warn_log_only(const LoginLimits *limits)
 	}
 }
 
-/* The first reached limit whose policy says wait, when none says reject. */
+/*
+ * The reached limit whose policy says wait, when none says reject: the
+ * login's own per_member limit before any total, since only its own
+ * connections' release can admit a login at its own limit, and it must
+ * not hold a place in the queue of a total that a freed slot of that
+ * total cannot give it.
+ */
 static const ConnmgrCheck *
 wait_check(const LoginLimits *limits)
 {
@@ -301,7 +309,8 @@ wait_check(const LoginLimits *limits)
 			continue;
 		if (check->action == ON_LIMIT_REJECT)
 			return NULL;
-		if (check->action == ON_LIMIT_WAIT && result == NULL)
+		if (check->action == ON_LIMIT_WAIT &&
+			(result == NULL || (check->own && !result->own)))
 			result = check;
 	}
 	return result;
@@ -326,6 +335,39 @@ claim(LoginLimits *limits)
 }
 
 /*
+ * The database of that name (InvalidOid if none) and whether it allows
+ * connections.  pg_database is shared, so it can be read during
+ * authentication.
+ */
+static Oid
+database_named(const char *database, bool *allows_connections)
+{
+	Oid			result = InvalidOid;
+	HeapTuple	tuple;
+	Relation	rel;
+	ScanKeyData key;
+	SysScanDesc scan;
+
+	*allows_connections = false;
+	if (database == NULL)
+		return InvalidOid;
+	ScanKeyInit(&key, Anum_pg_database_datname, BTEqualStrategyNumber,
+				F_NAMEEQ, CStringGetDatum(database));
+	rel = table_open(DatabaseRelationId, AccessShareLock);
+	scan = systable_beginscan(rel, DatabaseNameIndexId,
+							  criticalSharedRelcachesBuilt, NULL, 1, &key);
+	tuple = systable_getnext(scan);
+	if (HeapTupleIsValid(tuple))
+	{
+		result = ((Form_pg_database) GETSTRUCT(tuple))->oid;
+		*allows_connections = ((Form_pg_database) GETSTRUCT(tuple))->datallowconn;
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return result;
+}
+
+/*
  * Will PostgreSQL let this login through once we admit it?  Evicting
  * someone's session for a login that then fails for an unknown database,
  * a database that allows no connections or a NOLOGIN role would be for
@@ -337,10 +379,7 @@ login_can_proceed(Oid user, const char *database)
 {
 	HeapTuple	tuple;
 	bool		can_login = false;
-	bool		db_ok = false;
-	Relation	rel;
-	ScanKeyData key;
-	SysScanDesc scan;
+	bool		db_ok;
 
 	tuple = SearchSysCache1(AUTHOID, ObjectIdGetDatum(user));
 	if (HeapTupleIsValid(tuple))
@@ -348,19 +387,9 @@ login_can_proceed(Oid user, const char *database)
 		can_login = ((Form_pg_authid) GETSTRUCT(tuple))->rolcanlogin;
 		ReleaseSysCache(tuple);
 	}
-	if (!can_login || database == NULL)
+	if (!can_login)
 		return false;
-
-	ScanKeyInit(&key, Anum_pg_database_datname, BTEqualStrategyNumber,
-				F_NAMEEQ, CStringGetDatum(database));
-	rel = table_open(DatabaseRelationId, AccessShareLock);
-	scan = systable_beginscan(rel, DatabaseNameIndexId,
-							  criticalSharedRelcachesBuilt, NULL, 1, &key);
-	tuple = systable_getnext(scan);
-	if (HeapTupleIsValid(tuple))
-		db_ok = ((Form_pg_database) GETSTRUCT(tuple))->datallowconn;
-	systable_endscan(scan);
-	table_close(rel, AccessShareLock);
+	(void) database_named(database, &db_ok);
 	return db_ok;
 }
 
@@ -529,76 +558,223 @@ limit_is_zero(const LoginLimits *limits)
 }
 
 /*
- * Claim again whenever a counted connection ends, until admitted, the
- * deadline has passed, or hopeless() says no slot can come.
+ * How long a login may wait for a slot at most: it must give up well
+ * before authentication_timeout ends it.
+ */
+static int
+longest_wait_ms(void)
+{
+	return Max(AuthenticationTimeout * 1000 - 1000, 1);
+}
+
+/*
+ * May a login wait for a slot now?  Not when the server's free backend
+ * slots are down to those PostgreSQL reserves plus connmgr.wait_reserve:
+ * a waiting login holds a backend, and logins that wait must never be what
+ * keeps others out.
+ */
+static bool
+room_to_wait(void)
+{
+	return connmgr_more_free_procs_than(CONNMGR_RESERVED_CONNECTIONS + connmgr_wait_reserve);
+}
+
+static void
+refuse_no_room_to_wait(const LoginLimits *limits)
+{
+	const ConnmgrCheck *check = first_reached(limits, true);
+
+	ereport(FATAL,
+			(errcode(ERRCODE_TOO_MANY_CONNECTIONS),
+			 errmsg("too many connections for role \"%s\"", role_name(limits->user)),
+			 errdetail("The login did not wait for a connection slot of role \"%s\": the server's free connection slots are down to the %d that waiting logins leave for others.",
+					   role_name(check->roleid),
+					   CONNMGR_RESERVED_CONNECTIONS + connmgr_wait_reserve),
+			 errhint("Try again later.")));
+}
+
+/* This login as the views show it while it waits for a slot of role. */
+static ConnmgrWaitingLogin
+waiting_login(const LoginLimits *limits, const char *database, Oid role)
+{
+	ConnmgrWaitingLogin who = {0};
+	bool		allows_connections;
+
+	who.pid = MyProcPid;
+	who.started = MyStartTimestamp;
+	who.user = limits->user;
+	who.database = database_named(database, &allows_connections);
+	who.role = role;
+	who.since = GetCurrentTimestamp();
+	if (MyProcPort != NULL)
+	{
+		who.client_addr = MyProcPort->raddr;
+		if (MyProcPort->application_name != NULL)	/* ASCII already */
+			strlcpy(who.application_name, MyProcPort->application_name,
+					NAMEDATALEN);
+	}
+	return who;
+}
+
+/*
+ * Is a connection that counts toward a reached blocking limit on its way
+ * out (backends.c tells)?  counted has room for MaxBackends.
+ */
+static bool
+blocker_leaving(const LoginLimits *limits, ConnmgrCounted *counted)
+{
+	int			n = connmgr_counted_connections(counted);
+
+	connmgr_refresh_backends();
+	for (int i = 0; i < n; i++)
+	{
+		bool		blocks = false;
+
+		for (int c = 0; c < limits->nchecks && !blocks; c++)
+		{
+			const ConnmgrCheck *check = &limits->checks[c];
+
+			if (!check->reached || !check->blocking)
+				continue;
+			for (int r = 0; r < counted[i].nroles && !blocks; r++)
+				blocks = counted[i].roles[r] == check->roleid;
+		}
+		if (blocks && connmgr_backend_leaving(counted[i].pid, counted[i].started))
+			return true;
+	}
+	return false;
+}
+
+/* How often a login in its grace looks again for connections leaving. */
+#define GRACE_POLL_MS 10
+
+/*
+ * The grace: a client that closes a connection and opens the next at once
+ * (a pool at its limit, pgbench -C) arrives while its old backend is still
+ * on its way out.  Wait while a connection that counts toward the reached
+ * limit is leaving (up to authentication_timeout), and for connmgr.
+ * limit_grace in any case, for an old backend that has not yet read its
+ * client's goodbye; claim again whenever a counted connection ends.  How
+ * long the old backend takes to go does not matter, only that it goes.
  */
 static ConnmgrClaimResult
-claim_again_until(LoginLimits *limits, TimestampTz deadline,
-				  bool (*hopeless) (const LoginLimits *limits))
+claim_within_grace(LoginLimits *limits, const char *database)
 {
+	TimestampTz start = GetCurrentTimestamp();
+	TimestampTz grace_end = TimestampTzPlusMilliseconds(start, connmgr_limit_grace_ms);
+	TimestampTz deadline = TimestampTzPlusMilliseconds(start, longest_wait_ms());
+	ConnmgrCounted *counted = palloc(sizeof(ConnmgrCounted) * MaxBackends);
 	ConnmgrClaimResult result = CLAIM_BLOCKED;
+	bool		shown = false;
+	int			unused;
 
-	while (result == CLAIM_BLOCKED && !hopeless(limits))
+	while (result == CLAIM_BLOCKED && !limit_is_zero(limits))
+	{
+		TimestampTz now = GetCurrentTimestamp();
+
+		if (now >= deadline || (now >= grace_end && !blocker_leaving(limits, counted)))
+			break;
+		if (!shown)
+		{
+			ConnmgrWaitingLogin who;
+
+			if (!room_to_wait())
+				break;
+			who = waiting_login(limits, database, first_reached(limits, true)->roleid);
+			(void) connmgr_start_waiting(&who, false, 0, 0, &unused);
+			shown = true;
+		}
+		connmgr_wait_for_release(Min(GRACE_POLL_MS,
+									 TimestampDifferenceMilliseconds(now, deadline)));
+		result = claim(limits);
+	}
+	if (shown)
+		connmgr_stop_waiting();
+	pfree(counted);
+	return result;
+}
+
+/* How often a waiting login looks again at the server's free slots. */
+#define WAIT_POLL_MS 100
+
+/*
+ * on_limit wait: queue for a slot of the limit, first come first served,
+ * and claim again whenever a counted connection ends, until admitted or
+ * the policy's wait_timeout has passed.  The login waits in the queue of
+ * the limit whose release can admit it (wait_check()), moving when that
+ * changes, with its place in line.  A full queue, too many waiting logins
+ * of the user, no room to wait, or the timeout refuses the login; when
+ * other logins take the slots waiting logins leave free, the last login to
+ * start waiting gives up.
+ */
+static ConnmgrClaimResult
+wait_for_slot(LoginLimits *limits, const char *database, const ConnmgrCheck *check)
+{
+	int			timeout_ms = Min(check->wait_timeout_ms > 0 ?
+								 check->wait_timeout_ms : connmgr_wait_timeout_ms,
+								 longest_wait_ms());
+	int			max_waiting = check->max_waiting > 0 ?
+		check->max_waiting : connmgr_max_waiting;
+	TimestampTz start = GetCurrentTimestamp();
+	TimestampTz deadline = TimestampTzPlusMilliseconds(start, timeout_ms);
+	ConnmgrClaimResult result = CLAIM_BLOCKED;
+	ConnmgrWaitingLogin who;
+	int			waiting;
+
+	if (!room_to_wait())
+		refuse_no_room_to_wait(limits);
+	who = waiting_login(limits, database, check->roleid);
+	switch (connmgr_start_waiting(&who, true, max_waiting,
+								  connmgr_max_waiting_per_user, &waiting))
+	{
+		case WAIT_STARTED:
+			break;
+		case WAIT_QUEUE_FULL:
+			ereport(FATAL,
+					(errcode(ERRCODE_TOO_MANY_CONNECTIONS),
+					 errmsg("too many logins waiting for a connection slot of role \"%s\"",
+							role_name(check->roleid)),
+					 errdetail_plural("%d login is already waiting; at most %d may wait.",
+									  "%d logins are already waiting; at most %d may wait.",
+									  waiting, waiting, max_waiting),
+					 errhint("Try again later.")));
+			break;
+		case WAIT_USER_FULL:
+			ereport(FATAL,
+					(errcode(ERRCODE_TOO_MANY_CONNECTIONS),
+					 errmsg("too many logins of role \"%s\" waiting for a connection slot",
+							role_name(limits->user)),
+					 errdetail_plural("%d login of role \"%s\" is already waiting; at most %d may wait (connmgr.max_waiting_per_user).",
+									  "%d logins of role \"%s\" are already waiting; at most %d may wait (connmgr.max_waiting_per_user).",
+									  waiting, waiting, role_name(limits->user),
+									  connmgr_max_waiting_per_user),
+					 errhint("Try again later.")));
+			break;
+	}
+	while (result == CLAIM_BLOCKED)
 	{
 		long		remaining = TimestampDifferenceMilliseconds(GetCurrentTimestamp(),
 																deadline);
 
 		if (remaining <= 0)
 			break;
-		connmgr_wait_for_release(remaining);
+		connmgr_wait_for_release(Min(remaining, WAIT_POLL_MS));
+		if (!room_to_wait() && connmgr_last_in_line())
+		{
+			connmgr_stop_waiting();
+			refuse_no_room_to_wait(limits);
+		}
 		result = claim(limits);
+		if (result == CLAIM_BLOCKED)
+		{
+			check = wait_check(limits);
+			if (check == NULL)
+				break;			/* a reject policy decides now */
+			connmgr_wait_in(check->roleid);
+		}
 	}
-	return result;
-}
-
-/*
- * The grace: wait up to connmgr.limit_grace for a slot that is being
- * released (a client that closed a connection and opened the next at
- * once).
- */
-static ConnmgrClaimResult
-claim_within_grace(LoginLimits *limits)
-{
-	return claim_again_until(limits,
-							 TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-														 connmgr_limit_grace_ms),
-							 limit_is_zero);
-}
-
-/*
- * on_limit wait: queue for a slot of the limit, first come first served,
- * and claim again whenever a counted connection ends, until admitted or
- * the policy's wait_timeout has passed.  A full queue, or the timeout,
- * refuses the login.
- */
-static ConnmgrClaimResult
-wait_for_slot(LoginLimits *limits, const ConnmgrCheck *check)
-{
-	int			timeout_ms = check->wait_timeout_ms > 0 ?
-		check->wait_timeout_ms : connmgr_wait_timeout_ms;
-	int			max_waiting = check->max_waiting > 0 ?
-		check->max_waiting : connmgr_max_waiting;
-	TimestampTz start = GetCurrentTimestamp();
-	ConnmgrClaimResult result;
-	int			waiting;
-	Oid			role = check->roleid;
-
-	/* a waiting login must give up well before authentication_timeout */
-	timeout_ms = Min(timeout_ms, Max(AuthenticationTimeout * 1000 - 1000, 1));
-	waiting = connmgr_start_waiting(role, max_waiting);
-	if (waiting >= 0)
-		ereport(FATAL,
-				(errcode(ERRCODE_TOO_MANY_CONNECTIONS),
-				 errmsg("too many logins waiting for a connection slot of role \"%s\"",
-						role_name(role)),
-				 errdetail_plural("%d login is already waiting; at most %d may wait.",
-								  "%d logins are already waiting; at most %d may wait.",
-								  waiting, waiting, max_waiting),
-				 errhint("Try again later.")));
-	result = claim_again_until(limits, TimestampTzPlusMilliseconds(start, timeout_ms),
-							   must_reject);
 	connmgr_stop_waiting();
-	if (result == CLAIM_BLOCKED)
+	if (result == CLAIM_BLOCKED && wait_check(limits) != NULL)
 		ereport(FATAL,
 				(errcode(ERRCODE_TOO_MANY_CONNECTIONS),
 				 errmsg("too many connections for role \"%s\" after waiting %ld ms",
@@ -620,9 +796,9 @@ act_on_claim(LoginLimits *limits, const char *database, ConnmgrClaimResult resul
 	bool		tried_eviction = false;
 
 	if (result == CLAIM_BLOCKED && wait_check(limits) != NULL)
-		result = wait_for_slot(limits, wait_check(limits));
+		result = wait_for_slot(limits, database, wait_check(limits));
 	if (result == CLAIM_BLOCKED && connmgr_limit_grace_ms > 0)
-		result = claim_within_grace(limits);
+		result = claim_within_grace(limits, database);
 	if (result == CLAIM_BLOCKED && !must_reject(limits) &&
 		connmgr_terminate_timeout_ms > 0 &&
 		login_can_proceed(limits->user, database))

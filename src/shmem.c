@@ -74,7 +74,8 @@ typedef struct ConnmgrSlot
 	Oid			roles[CONNMGR_SLOT_ROLES];
 	ConnmgrEnding ending;		/* why it is being terminated */
 	Oid			waiting_for;	/* a login waiting for a slot of this role */
-	uint64		ticket;			/* its place in that queue */
+	uint64		ticket;			/* its place in that queue; 0: the grace */
+	ConnmgrWaitingLogin waiting;	/* who waits, shown while waiting_for is set */
 } ConnmgrSlot;
 
 typedef struct ConnmgrShared
@@ -206,7 +207,9 @@ checked_count(const ConnmgrCheck *check, const Oid *roles, int nroles,
 
 /*
  * Lock held exclusively: publish this admitted backend in its slot, with
- * its charge if it was counted (user valid), and count it as opened.
+ * its charge if it was counted (user valid), count it as opened and log
+ * its connect event, so that the event log shows admissions in the order
+ * they happened (the order a queue of waiting logins promises).
  */
 static void
 fill_my_slot(Oid user, const Oid *roles, int nroles)
@@ -226,6 +229,7 @@ fill_my_slot(Oid user, const Oid *roles, int nroles)
 	slot->ticket = 0;
 	my_ticket = 0;
 	connmgr_stats_count_locked(STAT_OPENED);
+	connmgr_stats_event(EVENT_CONNECT, NULL);
 	admitted = true;
 }
 
@@ -258,6 +262,8 @@ release_at_exit(int code, Datum arg)
 	slot->waiting_for = InvalidOid;
 	slot->ticket = 0;
 	my_ticket = 0;
+	if (!admitted)
+		slot->pid = 0;
 	if (admitted)
 	{
 		/*
@@ -320,43 +326,135 @@ waits_before_me(Oid role)
 	return false;
 }
 
-/*
- * Queue this login for a slot of role, unless max_waiting logins already
- * wait for one: then return how many do, else -1.
- */
-int
-connmgr_start_waiting(Oid role, int max_waiting)
+/* Lock held.  How many logins wait in the queue of role, and of user. */
+static void
+count_waiting(Oid role, Oid user, int *for_role, int *of_user)
 {
-	ConnmgrSlot *mine = &shared->slots[CONNMGR_MY_PROC_INDEX];
-	int			waiting = 0;
-
-	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	*for_role = *of_user = 0;
 	for (int i = 0; i < MaxBackends; i++)
-		if (shared->slots[i].waiting_for == role && shared->slots[i].ticket != 0)
-			waiting++;
-	if (waiting < max_waiting)
 	{
-		my_ticket = ++shared->next_ticket;
-		mine->waiting_for = role;
-		mine->ticket = my_ticket;
-		waiting = -1;
+		const ConnmgrSlot *slot = &shared->slots[i];
+
+		if (slot->ticket == 0 || !OidIsValid(slot->waiting_for))
+			continue;
+		if (slot->waiting_for == role)
+			(*for_role)++;
+		if (slot->waiting.user == user)
+			(*of_user)++;
 	}
-	LWLockRelease(shared->lock);
-	return waiting;
 }
 
-/* Leave the queue (admitted or giving up), and let the next in line try. */
+/*
+ * Show this login as waiting for a slot of who->role, from now until
+ * connmgr_stop_waiting().  A queued login (on_limit wait) takes a ticket,
+ * its place in the queue of that role, unless max_waiting logins already
+ * wait there (WAIT_QUEUE_FULL) or max_per_user of its user's logins wait
+ * anywhere (WAIT_USER_FULL); *waiting then says how many do.  A login in
+ * its grace takes no ticket and is never refused.
+ */
+ConnmgrWaitStart
+connmgr_start_waiting(const ConnmgrWaitingLogin *who, bool queued,
+					  int max_waiting, int max_per_user, int *waiting)
+{
+	ConnmgrSlot *mine = &shared->slots[CONNMGR_MY_PROC_INDEX];
+	ConnmgrWaitStart result = WAIT_STARTED;
+	int			for_role;
+	int			of_user;
+
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	count_waiting(who->role, who->user, &for_role, &of_user);
+	if (queued && for_role >= max_waiting)
+	{
+		result = WAIT_QUEUE_FULL;
+		*waiting = for_role;
+	}
+	else if (queued && of_user >= max_per_user)
+	{
+		result = WAIT_USER_FULL;
+		*waiting = of_user;
+	}
+	else
+	{
+		my_ticket = queued ? ++shared->next_ticket : 0;
+		mine->pid = MyProcPid;
+		mine->started = MyStartTimestamp;
+		mine->waiting = *who;
+		mine->waiting_for = who->role;
+		mine->ticket = my_ticket;
+	}
+	LWLockRelease(shared->lock);
+	return result;
+}
+
+/*
+ * Move this queued login to the queue of role, keeping its place in line:
+ * a login waits for the limit whose release can admit it.
+ */
+void
+connmgr_wait_in(Oid role)
+{
+	ConnmgrSlot *mine = &shared->slots[CONNMGR_MY_PROC_INDEX];
+
+	if (my_ticket == 0 || mine->waiting_for == role)
+		return;
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	mine->waiting_for = role;
+	mine->waiting.role = role;
+	LWLockRelease(shared->lock);
+	ConditionVariableBroadcast(&shared->slot_released);
+}
+
+/* Is this queued login the one that came last of all that wait? */
+bool
+connmgr_last_in_line(void)
+{
+	bool		last = true;
+
+	LWLockAcquire(shared->lock, LW_SHARED);
+	for (int i = 0; i < MaxBackends && last; i++)
+		last = shared->slots[i].ticket <= my_ticket;
+	LWLockRelease(shared->lock);
+	return last;
+}
+
+/*
+ * Stop showing this login as waiting (admitted or giving up); if it had a
+ * place in a queue, let the next in line try.
+ */
 void
 connmgr_stop_waiting(void)
 {
-	if (my_ticket == 0)
-		return;
+	ConnmgrSlot *mine = &shared->slots[CONNMGR_MY_PROC_INDEX];
+	bool		queued = my_ticket != 0;
+
 	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
-	shared->slots[CONNMGR_MY_PROC_INDEX].waiting_for = InvalidOid;
-	shared->slots[CONNMGR_MY_PROC_INDEX].ticket = 0;
+	mine->waiting_for = InvalidOid;
+	mine->ticket = 0;
+	if (!admitted)
+		mine->pid = 0;
 	my_ticket = 0;
 	LWLockRelease(shared->lock);
-	ConditionVariableBroadcast(&shared->slot_released);
+	if (queued)
+		ConditionVariableBroadcast(&shared->slot_released);
+}
+
+/*
+ * Every login waiting for a slot now, for the connections view and the
+ * kill functions: fills buf (room for MaxBackends) and returns how many.
+ */
+int
+connmgr_waiting_logins(ConnmgrWaitingLogin *buf)
+{
+	int			n = 0;
+
+	if (shared == NULL)
+		return 0;
+	LWLockAcquire(shared->lock, LW_SHARED);
+	for (int i = 0; i < MaxBackends; i++)
+		if (OidIsValid(shared->slots[i].waiting_for) && shared->slots[i].pid != 0)
+			buf[n++] = shared->slots[i].waiting;
+	LWLockRelease(shared->lock);
+	return n;
 }
 
 /*
