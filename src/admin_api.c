@@ -325,9 +325,21 @@ typedef struct AddressPattern
 	int			port;			/* 0: any */
 } AddressPattern;
 
+/* A port: 1 to 65535 in decimal digits only (no sign, no blanks). */
+static bool
+parse_port(const char *text, int *port)
+{
+	size_t		digits = strspn(text, "0123456789");
+
+	if (digits == 0 || digits > 5 || text[digits] != '\0')
+		return false;
+	*port = atoi(text);
+	return *port >= 1 && *port <= 65535;
+}
+
 /*
  * Parse '10.1.2.3', '10.1.2.3:54321', '::1', '[::1]:5000' or a CIDR such
- * as '10.1.2.0/24'.  False for anything else.
+ * as '10.1.2.0/24' (a CIDR takes no port).  False for anything else.
  */
 static bool
 parse_address_pattern(const char *text, AddressPattern *pattern)
@@ -335,7 +347,6 @@ parse_address_pattern(const char *text, AddressPattern *pattern)
 	char	   *host = pstrdup(text);
 	char	   *port = NULL;
 	char	   *colon = strrchr(host, ':');
-	char	   *end;
 
 	memset(pattern, 0, sizeof(*pattern));
 	if (host[0] == '[')
@@ -348,19 +359,14 @@ parse_address_pattern(const char *text, AddressPattern *pattern)
 		port = close[1] == ':' ? close + 2 : NULL;
 		host++;
 	}
-	else if (colon != NULL && strchr(host, ':') == colon && strchr(host, '/') == NULL)
+	else if (colon != NULL && strchr(host, ':') == colon)
 	{
 		*colon = '\0';			/* one colon: IPv4 with a port */
 		port = colon + 1;
 	}
-	if (port != NULL)
-	{
-		long		value = strtol(port, &end, 10);
-
-		if (*port == '\0' || *end != '\0' || value < 1 || value > 65535)
-			return false;
-		pattern->port = (int) value;
-	}
+	if (port != NULL &&
+		(strchr(host, '/') != NULL || !parse_port(port, &pattern->port)))
+		return false;
 	pattern->family = strchr(host, ':') ? PGSQL_AF_INET6 : PGSQL_AF_INET;
 	pattern->bits = pg_inet_net_pton(pattern->family, host, pattern->bytes, -1);
 	return pattern->bits >= 0;

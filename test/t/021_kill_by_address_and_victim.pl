@@ -1,7 +1,8 @@
 # kill_client_connections() and what a victim is told:
 # - every address form (address, address:port, [v6]:port, v6, CIDR) picks
 #   exactly the TCP connections from there, never a Unix-socket one; dry
-#   runs end nothing; non-addresses and NULL are 'Invalid address';
+#   runs end nothing; non-addresses, signed or blank ports, a CIDR with a
+#   port and NULL are 'Invalid address';
 # - only connections the caller may see are listed, and the caller's own
 #   is never ended;
 # - the client of an ended connection gets a DETAIL naming who ended it and
@@ -95,7 +96,9 @@ is($node->safe_psql('postgres', "SELECT client_addr FROM pg_stat_activity WHERE 
 	'::1', 'a session over IPv6 loopback');
 my $forms = "'127.0.0.1', '127.0.0.1:$va->{port}', '[::1]:$vc->{port}', '::1', "
   . "'127.0.0.0/8', '::1/128', '0.0.0.0/0', '::/0', '10.9.8.7', "
-  . "'nonsense', '300.1.1.1', '[::1', '127.0.0.1:0', NULL";
+  . "'nonsense', '300.1.1.1', '[::1', '127.0.0.1:0', NULL, "
+  . "'127.0.0.1:+$va->{port}', '127.0.0.1:-1', '127.0.0.1:', '127.0.0.1: $va->{port}', "
+  . "'[::1]: $vc->{port}', '127.0.0.0/8:$va->{port}', '[::1/128]:$vc->{port}'";
 my $expected = named_rows(join("\n",
 	'127.0.0.1|A|stu1|Would terminate', '127.0.0.1|B|stu2|Would terminate',
 	"127.0.0.1:$va->{port}|A|stu1|Would terminate",
@@ -106,7 +109,11 @@ my $expected = named_rows(join("\n",
 	'::/0|C|stu1|Would terminate',
 	'10.9.8.7|||No connection found from this address',
 	'nonsense|||Invalid address', '300.1.1.1|||Invalid address',
-	'[::1|||Invalid address', '127.0.0.1:0|||Invalid address', '|||Invalid address'));
+	'[::1|||Invalid address', '127.0.0.1:0|||Invalid address', '|||Invalid address',
+	"127.0.0.1:+$va->{port}|||Invalid address", '127.0.0.1:-1|||Invalid address',
+	'127.0.0.1:|||Invalid address', "127.0.0.1: $va->{port}|||Invalid address",
+	"[::1]: $vc->{port}|||Invalid address", "127.0.0.0/8:$va->{port}|||Invalid address",
+	"[::1/128]:$vc->{port}|||Invalid address"));
 is(kill_rows("ARRAY[$forms], dry_run => true", $va, $vb, $vc), $expected,
 	'dry run: each address form matches exactly its TCP sessions');
 alive('dry run: every session survives', 1, $va, $vb, $vc, $u);
