@@ -21,6 +21,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/inet.h"
+#include "utils/memutils.h"
 #include "utils/timestamp.h"
 
 #include "connmgr.h"
@@ -334,9 +335,21 @@ typedef struct AddressPattern
 	int			port;			/* 0: any */
 } AddressPattern;
 
+/* A port: 1 to 65535 in decimal digits only (no sign, no blanks). */
+static bool
+parse_port(const char *text, int *port)
+{
+	size_t		digits = strspn(text, "0123456789");
+
+	if (digits == 0 || digits > 5 || text[digits] != '\0')
+		return false;
+	*port = atoi(text);
+	return *port >= 1 && *port <= 65535;
+}
+
 /*
  * Parse '10.1.2.3', '10.1.2.3:54321', '::1', '[::1]:5000' or a CIDR such
- * as '10.1.2.0/24'.  False for anything else.
+ * as '10.1.2.0/24' (a CIDR takes no port).  False for anything else.
  */
 static bool
 parse_address_pattern(const char *text, AddressPattern *pattern)
@@ -344,7 +357,6 @@ parse_address_pattern(const char *text, AddressPattern *pattern)
 	char	   *host = pstrdup(text);
 	char	   *port = NULL;
 	char	   *colon = strrchr(host, ':');
-	char	   *end;
 
 	memset(pattern, 0, sizeof(*pattern));
 	if (host[0] == '[')
@@ -357,19 +369,14 @@ parse_address_pattern(const char *text, AddressPattern *pattern)
 		port = close[1] == ':' ? close + 2 : NULL;
 		host++;
 	}
-	else if (colon != NULL && strchr(host, ':') == colon && strchr(host, '/') == NULL)
+	else if (colon != NULL && strchr(host, ':') == colon)
 	{
 		*colon = '\0';			/* one colon: IPv4 with a port */
 		port = colon + 1;
 	}
-	if (port != NULL)
-	{
-		long		value = strtol(port, &end, 10);
-
-		if (*port == '\0' || *end != '\0' || value < 1 || value > 65535)
-			return false;
-		pattern->port = (int) value;
-	}
+	if (port != NULL &&
+		(strchr(host, '/') != NULL || !parse_port(port, &pattern->port)))
+		return false;
 	pattern->family = strchr(host, ':') ? PGSQL_AF_INET6 : PGSQL_AF_INET;
 	pattern->bits = pg_inet_net_pton(pattern->family, host, pattern->bytes, -1);
 	return pattern->bits >= 0;
@@ -405,25 +412,59 @@ address_matches(const PgBackendStatus *be, const AddressPattern *pattern)
 		((bytes[whole] ^ pattern->bytes[whole]) & (0xFF << (8 - rest)) & 0xFF) == 0;
 }
 
-/*
- * Add a kill request for every visible client connection from the pattern's
- * address to kills; returns how many.
- */
+/* The client connections the caller may see; returns how many. */
 static int
-connections_from(const AddressPattern *pattern, VisibleRoles *cache, ConnmgrKill *kills)
+visible_connections(PgBackendStatus ***result)
 {
+	VisibleRoles cache = {NIL, NIL};
 	int			n = connmgr_backend_count();
-	int			found = 0;
+	int			count = 0;
+	PgBackendStatus **found = palloc(sizeof(PgBackendStatus *) * Max(n, 1));
 
 	for (int i = 1; i <= n; i++)
 	{
 		PgBackendStatus *be = connmgr_backend_at(i);
 
-		if (!visible_connection(cache, be) || !address_matches(be, pattern))
+		if (visible_connection(&cache, be))
+			found[count++] = be;
+	}
+	*result = found;
+	return count;
+}
+
+/* Kill requests, grown as they are found. */
+typedef struct KillList
+{
+	ConnmgrKill *kills;
+	int			n;
+	int			room;
+} KillList;
+
+/*
+ * Add a kill request to list for every connection of conns from the
+ * pattern's address; returns how many.
+ */
+static int
+connections_from(const AddressPattern *pattern, PgBackendStatus **conns, int nconns,
+				 KillList *list)
+{
+	int			found = 0;
+
+	for (int i = 0; i < nconns; i++)
+	{
+		ConnmgrKill *kill;
+
+		if (!address_matches(conns[i], pattern))
 			continue;
-		memset(&kills[found], 0, sizeof(ConnmgrKill));
-		kills[found].pid = be->st_procpid;
-		kills[found].started = be->st_proc_start_timestamp;
+		if (list->n == list->room)
+		{
+			list->room *= 2;
+			list->kills = repalloc(list->kills, sizeof(ConnmgrKill) * list->room);
+		}
+		kill = &list->kills[list->n++];
+		memset(kill, 0, sizeof(ConnmgrKill));
+		kill->pid = conns[i]->st_procpid;
+		kill->started = conns[i]->st_proc_start_timestamp;
 		found++;
 	}
 	return found;
@@ -433,7 +474,9 @@ connections_from(const AddressPattern *pattern, VisibleRoles *cache, ConnmgrKill
  * kill_client_connections(addresses text[], reason text, dry_run boolean):
  * for each element, one row per connection from that address that the
  * caller may see, or one row saying that there is none or that the element
- * is not an address.
+ * is not an address.  Memory grows with the elements and the connections
+ * found, not with elements times max_connections: what one element needs
+ * to be parsed, and its rows, are freed before the next.
  */
 Datum
 connmgr_kill_client_connections(PG_FUNCTION_ARGS)
@@ -441,37 +484,47 @@ connmgr_kill_client_connections(PG_FUNCTION_ARGS)
 	BatchKillArgs args;
 	int		   *first;			/* each element's first kill, -1: invalid */
 	int		   *count;			/* and how many it has */
-	ConnmgrKill *kills;
-	VisibleRoles cache = {NIL, NIL};
-	int			nkills = 0;
+	KillList	list = {NULL, 0, 16};
+	PgBackendStatus **conns;
+	int			nconns;
+	MemoryContext element_cxt;
+	MemoryContext old_cxt;
 
 	batch_kill_args(fcinfo, &args);
 	first = palloc(sizeof(int) * Max(args.n, 1));
 	count = palloc0(sizeof(int) * Max(args.n, 1));
-	kills = palloc(sizeof(ConnmgrKill) * Max(args.n, 1) * Max(MaxBackends, 1));
+	list.kills = palloc(sizeof(ConnmgrKill) * list.room);
+	element_cxt = AllocSetContextCreate(CurrentMemoryContext, "connmgr address element",
+										ALLOCSET_SMALL_SIZES);
 
 	connmgr_refresh_backends();
+	nconns = visible_connections(&conns);
 	for (int i = 0; i < args.n; i++)
 	{
 		AddressPattern pattern;
+		bool		valid;
 
-		first[i] = -1;
-		if (args.item_nulls[i] ||
-			!parse_address_pattern(TextDatumGetCString(args.items[i]), &pattern))
-			continue;
-		first[i] = nkills;
-		count[i] = connections_from(&pattern, &cache, &kills[nkills]);
-		nkills += count[i];
+		CHECK_FOR_INTERRUPTS();
+		old_cxt = MemoryContextSwitchTo(element_cxt);
+		valid = !args.item_nulls[i] &&
+			parse_address_pattern(TextDatumGetCString(args.items[i]), &pattern);
+		MemoryContextSwitchTo(old_cxt);
+		MemoryContextReset(element_cxt);
+		first[i] = valid ? list.n : -1;
+		if (valid)
+			count[i] = connections_from(&pattern, conns, nconns, &list);
 	}
-	connmgr_kill(kills, nkills, args.reason, args.dry_run);
+	connmgr_kill(list.kills, list.n, args.reason, args.dry_run);
 
 	for (int i = 0; i < args.n; i++)
 	{
+		CHECK_FOR_INTERRUPTS();
+		old_cxt = MemoryContextSwitchTo(element_cxt);
 		for (int k = 0; k < Max(count[i], 1); k++)
 		{
 			Datum		values[4];
 			bool		nulls[4] = {false};
-			ConnmgrKill *kill = count[i] > 0 ? &kills[first[i] + k] : NULL;
+			ConnmgrKill *kill = count[i] > 0 ? &list.kills[first[i] + k] : NULL;
 
 			nulls[0] = args.item_nulls[i];
 			values[0] = args.item_nulls[i] ? (Datum) 0 : args.items[i];
@@ -484,6 +537,8 @@ connmgr_kill_client_connections(PG_FUNCTION_ARGS)
 											"No connection found from this address");
 			tuplestore_putvalues(args.store, args.tupdesc, values, nulls);
 		}
+		MemoryContextSwitchTo(old_cxt);
+		MemoryContextReset(element_cxt);
 	}
 	return (Datum) 0;
 }

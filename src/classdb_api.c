@@ -38,12 +38,13 @@ compare_by_start_time(const void *a, const void *b)
 }
 
 /*
- * The processes of roleid that the caller may see, oldest first: only its
- * client connections when clients_only is set, else background workers
- * running as roleid too.  Returns the count; *result is a palloc'd array.
+ * The client connections of roleid that the caller may see, oldest first;
+ * never a background process running as roleid (a parallel worker, the
+ * logical replication launcher, connmgr's idle worker).  Returns the
+ * count; *result is a palloc'd array.
  */
 static int
-visible_processes_of(Oid roleid, bool clients_only, PgBackendStatus ***result)
+visible_connections_of(Oid roleid, PgBackendStatus ***result)
 {
 	Oid			caller = GetUserId();
 	int			n = connmgr_backend_count();
@@ -55,7 +56,7 @@ visible_processes_of(Oid roleid, bool clients_only, PgBackendStatus ***result)
 		PgBackendStatus *be = connmgr_backend_at(i);
 
 		if (be == NULL || be->st_userid != roleid ||
-			(clients_only && !connmgr_is_client_connection(be)) ||
+			!connmgr_is_client_connection(be) ||
 			!connmgr_may_see(caller, be->st_userid))
 			continue;
 		found[count++] = be;
@@ -83,7 +84,7 @@ connmgr_list_user_connections(PG_FUNCTION_ARGS)
 	connmgr_require_preload();
 	store = connmgr_begin_result_set(fcinfo, &tupdesc);
 	connmgr_refresh_backends();
-	n = visible_processes_of(connmgr_classdb_role_arg(fcinfo, 0), true, &conns);
+	n = visible_connections_of(connmgr_classdb_role_arg(fcinfo, 0), &conns);
 
 	for (int i = 0; i < n; i++)
 	{
@@ -170,7 +171,7 @@ connmgr_kill_user_connections(PG_FUNCTION_ARGS)
 {
 	TupleDesc	tupdesc;
 	Tuplestorestate *store;
-	PgBackendStatus **procs;
+	PgBackendStatus **conns;
 	ConnmgrKill *kills;
 	int			n;
 	int			nkills = 0;
@@ -178,16 +179,16 @@ connmgr_kill_user_connections(PG_FUNCTION_ARGS)
 	connmgr_require_preload();
 	store = connmgr_begin_result_set(fcinfo, &tupdesc);
 	connmgr_refresh_backends();
-	n = visible_processes_of(connmgr_classdb_role_arg(fcinfo, 0), false, &procs);
+	n = visible_connections_of(connmgr_classdb_role_arg(fcinfo, 0), &conns);
 	kills = palloc0(sizeof(ConnmgrKill) * Max(n, 1));
 
-	/* One row per process but the caller's own. */
+	/* One row per connection but the caller's own. */
 	for (int i = 0; i < n; i++)
 	{
-		if (procs[i]->st_procpid == MyProcPid)
+		if (conns[i]->st_procpid == MyProcPid)
 			continue;
-		kills[nkills].pid = procs[i]->st_procpid;
-		kills[nkills].started = procs[i]->st_proc_start_timestamp;
+		kills[nkills].pid = conns[i]->st_procpid;
+		kills[nkills].started = conns[i]->st_proc_start_timestamp;
 		nkills++;
 	}
 	connmgr_kill(kills, nkills, NULL, false);

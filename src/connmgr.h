@@ -73,6 +73,7 @@ extern Oid	connmgr_role_arg(FunctionCallInfo fcinfo, int argno, const char **nam
 extern void connmgr_to_shared_text(char *dst, const char *src, size_t size,
 								   bool from_database);
 extern char *connmgr_from_shared_text(const char *utf8);
+extern void connmgr_prepare_text_conversion(void);
 
 /* permissions.c: who may see, terminate and limit whom; role memberships */
 extern bool connmgr_may_terminate(Oid caller, Oid target);

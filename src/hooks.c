@@ -80,6 +80,7 @@ connmgr_client_auth(Port *port, int status)
 	if (status != STATUS_OK || !OidIsValid(user) || !can_login)
 		return;					/* PostgreSQL refuses it next */
 	connmgr_register_backend(&port->laddr);
+	connmgr_prepare_text_conversion();
 	if (!super && !(am_walsender && !am_db_walsender))
 		connmgr_enforce_limits(user, port->database_name);
 	connmgr_login_admitted();

@@ -18,15 +18,21 @@
  * events and counters) stay valid.  They travel between databases of
  * different encodings and come from clients' startup packets, so they are
  * kept in UTF-8, cut at a character boundary, and shown in a database of
- * another encoding with '?' for what it cannot show.
+ * another encoding converted to it, with '?' for each character it lacks.
+ * A victim converts its DETAIL while it reports its FATAL, when it may
+ * read no catalog: the conversion is looked up before, as the login's
+ * transaction commits (as PostgreSQL looks up its own).
  */
 #include "postgres.h"
 
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
 #include "mb/pg_wchar.h"
 #include "parser/scansup.h"
-#include "catalog/pg_type.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/memutils.h"
 
 #include "connmgr.h"
 
@@ -128,6 +134,73 @@ connmgr_role_arg(FunctionCallInfo fcinfo, int argno, const char **name)
 	return role;
 }
 
+/* The conversion from UTF-8 to the database's encoding; NULL if none. */
+static FmgrInfo *utf8_to_database = NULL;
+static bool conversion_looked_up = false;
+
+/* At the commit of the login's transaction: look the conversion up. */
+static void
+look_up_conversion(XactEvent event, void *arg)
+{
+	int			encoding = GetDatabaseEncoding();
+	Oid			proc;
+	FmgrInfo   *finfo;
+
+	if (event != XACT_EVENT_PRE_COMMIT || conversion_looked_up)
+		return;
+	conversion_looked_up = true;
+	if (encoding == PG_UTF8 || encoding == PG_SQL_ASCII)
+		return;
+	proc = FindDefaultConversionProc(PG_UTF8, encoding);
+	if (!OidIsValid(proc))
+		return;
+	finfo = MemoryContextAlloc(TopMemoryContext, sizeof(FmgrInfo));
+	fmgr_info_cxt(proc, finfo, TopMemoryContext);
+	utf8_to_database = finfo;
+}
+
+/*
+ * Called once a client has authenticated, inside the transaction its login
+ * commits: from then on, connmgr_from_shared_text() can convert.
+ */
+void
+connmgr_prepare_text_conversion(void)
+{
+	static bool registered = false;
+
+	if (!registered)
+	{
+		RegisterXactCallback(look_up_conversion, NULL);
+		registered = true;
+	}
+}
+
+/*
+ * Convert the UTF-8 character c of len bytes into the database's encoding
+ * at out (room for len * MAX_CONVERSION_GROWTH + 1 bytes); false,
+ * and nothing written, if the database's encoding lacks it.  Never raises
+ * an error.
+ */
+static bool
+character_to_database(const char *c, int len, char *out)
+{
+	int			converted;
+
+	if (utf8_to_database == NULL)
+		return false;
+	converted = DatumGetInt32(FunctionCall6(utf8_to_database,
+											Int32GetDatum(PG_UTF8),
+											Int32GetDatum(GetDatabaseEncoding()),
+											CStringGetDatum(c),
+											CStringGetDatum(out),
+											Int32GetDatum(len),
+											BoolGetDatum(true)));
+	if (converted == len)
+		return true;
+	out[0] = '\0';
+	return false;
+}
+
 /* Replace every byte of s[0 .. len) that is not ASCII by '?'. */
 static void
 ascii_only(char *s, size_t len)
@@ -166,8 +239,10 @@ connmgr_to_shared_text(char *dst, const char *src, size_t size, bool from_databa
 
 /*
  * A text kept by connmgr_to_shared_text(), as the current database can
- * show it: as it is in a UTF8 or SQL_ASCII database, with one '?' for
- * every non-ASCII character in any other.  Never raises an error.
+ * show it: as it is in a UTF8 or SQL_ASCII database, converted to the
+ * encoding of any other, with one '?' for every character that encoding
+ * lacks (for every non-ASCII one before the conversion has been looked up).
+ * Never raises an error.
  */
 char *
 connmgr_from_shared_text(const char *utf8)
@@ -178,12 +253,18 @@ connmgr_from_shared_text(const char *utf8)
 
 	if (encoding == PG_UTF8 || encoding == PG_SQL_ASCII)
 		return pstrdup(utf8);
-	result = palloc(strlen(utf8) + 1);
+	result = palloc0(strlen(utf8) * MAX_CONVERSION_GROWTH + 1);
 	for (const unsigned char *p = (const unsigned char *) utf8; *p;)
 	{
 		int			len = (*p < 0x80) ? 1 : pg_utf_mblen(p);
+		bool		whole = strnlen((const char *) p, len) == (size_t) len;
 
-		result[j++] = (*p < 0x80) ? (char) *p : '?';
+		if (*p < 0x80)
+			result[j++] = (char) *p;
+		else if (whole && character_to_database((const char *) p, len, result + j))
+			j += strlen(result + j);
+		else
+			result[j++] = '?';
 		for (int k = 0; k < len && *p; k++)
 			p++;
 	}

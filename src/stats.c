@@ -12,8 +12,8 @@
  * leak signals).  When the hash holds connmgr.max_role_stats entries, a
  * new role's counters are not kept; the server totals still count it.
  * Failed logins under names that are no role share one entry (the empty
- * name), so made-up names cannot fill the table; the event log keeps each
- * name tried.  Names come from the client's startup packet and are kept as
+ * name), so made-up names cannot fill the table; the event log shows the
+ * names tried last.  Names come from the client's startup packet and are kept as
  * UTF-8 (names.c).  A login refused before it has a
  * PGPROC ("too many clients already") cannot wait for the lock: it is
  * counted in the server total with an atomic, and logged as an event.
@@ -25,11 +25,16 @@
  * functions named *_locked expect the lock held exclusively and never
  * raise an error.
  *
- * Event log: a ring of connmgr.event_log_size entries, oldest overwritten.
- * A writer takes the next position with an atomic fetch-and-add and fills
- * that entry, bracketing it with a sequence number (odd while writing);
- * it never waits for anyone.  A reader keeps a copy only if the sequence
- * number was the same, even, before and after copying.
+ * Event log: connmgr.event_log_size entries in two rings, oldest
+ * overwritten in each.  Failed logins (auth_failed) and refusals before
+ * authentication come from clients that have not shown who they are, and
+ * any number of them can be made up: they are kept apart, in a tenth of
+ * the entries (rounded down), so that they push out only each other; every
+ * other event goes to the rest.  A reader merges the two by time.  A writer
+ * takes the next position of its ring with an atomic fetch-and-add and
+ * fills that entry, bracketing it with a sequence number (odd while
+ * writing); it never waits for anyone.  A reader keeps a copy only if the
+ * sequence number was the same, even, before and after copying.
  */
 #include "postgres.h"
 
@@ -66,13 +71,29 @@ typedef struct EventSlot
 	ConnmgrEvent event;
 } EventSlot;
 
+/* Failed logins are kept apart from all other events. */
+typedef enum EventRingKind
+{
+	RING_MAIN,
+	RING_FAILED_LOGINS
+} EventRingKind;
+
+#define EVENT_RINGS 2
+
+typedef struct EventRing
+{
+	pg_atomic_uint64 next;		/* position of the next event */
+	int			first;			/* its first entry in StatsShared.events */
+	int			size;			/* and how many it has */
+} EventRing;
+
 typedef struct StatsShared
 {
 	ConnmgrRoleStats totals;
 	pg_atomic_uint64 rejected_early; /* refused before having a PGPROC */
 	TimestampTz reset_time;
 	ChurnBucket buckets[CHURN_BUCKETS];
-	pg_atomic_uint64 next_event;
+	EventRing rings[EVENT_RINGS];
 	EventSlot events[FLEXIBLE_ARRAY_MEMBER];	/* connmgr_event_log_size */
 } StatsShared;
 
@@ -110,8 +131,13 @@ connmgr_stats_shmem_init(void)
 	{
 		memset(stats, 0, stats_struct_size());
 		stats->reset_time = GetCurrentTimestamp();
-		pg_atomic_init_u64(&stats->next_event, 0);
 		pg_atomic_init_u64(&stats->rejected_early, 0);
+		stats->rings[RING_FAILED_LOGINS].size = connmgr_event_log_size / 10;
+		stats->rings[RING_MAIN].size =
+			connmgr_event_log_size - stats->rings[RING_FAILED_LOGINS].size;
+		stats->rings[RING_FAILED_LOGINS].first = stats->rings[RING_MAIN].size;
+		for (int r = 0; r < EVENT_RINGS; r++)
+			pg_atomic_init_u64(&stats->rings[r].next, 0);
 		for (int i = 0; i < connmgr_event_log_size; i++)
 			pg_atomic_init_u64(&stats->events[i].seq, 0);
 	}
@@ -248,19 +274,36 @@ connmgr_stats_count(ConnmgrStat what)
 }
 
 /*
+ * The ring for an event of this backend: a failed login, or a refusal
+ * before authentication (its user name not known as a role), goes apart.
+ */
+static EventRing *
+ring_for(ConnmgrEventKind kind)
+{
+	bool		failed_login = kind == EVENT_AUTH_FAILED ||
+		NameStr(my_stats_key)[0] == '\0';
+
+	return &stats->rings[failed_login ? RING_FAILED_LOGINS : RING_MAIN];
+}
+
+/*
  * Log an event about this backend's connection; ending (actor and reason)
  * may be NULL.  Never waits and never raises an error.
  */
 void
 connmgr_stats_event(ConnmgrEventKind kind, const ConnmgrEnding *ending)
 {
+	EventRing  *ring;
 	uint64		position;
 	EventSlot  *slot;
 
-	if (stats == NULL || !my_connection_known || connmgr_event_log_size == 0)
+	if (stats == NULL || !my_connection_known)
 		return;
-	position = pg_atomic_fetch_add_u64(&stats->next_event, 1);
-	slot = &stats->events[position % connmgr_event_log_size];
+	ring = ring_for(kind);
+	if (ring->size == 0)
+		return;
+	position = pg_atomic_fetch_add_u64(&ring->next, 1);
+	slot = &stats->events[ring->first + position % ring->size];
 	pg_atomic_write_u64(&slot->seq, 2 * position + 1);
 	pg_write_barrier();
 	slot->event = my_connection;
@@ -277,24 +320,19 @@ connmgr_stats_event(ConnmgrEventKind kind, const ConnmgrEnding *ending)
 }
 
 /*
- * Copy the logged events, oldest first, into buf (room for
- * connmgr_event_log_size); returns how many.  Entries being written at
- * the moment are left out.
+ * Copy the events of a ring, oldest first, into buf (room for its size);
+ * returns how many.  Entries being written at the moment are left out.
  */
-int
-connmgr_stats_events(ConnmgrEvent *buf)
+static int
+copy_ring(EventRing *ring, ConnmgrEvent *buf)
 {
-	uint64		next;
-	uint64		first;
+	uint64		next = pg_atomic_read_u64(&ring->next);
+	uint64		first = next > (uint64) ring->size ? next - ring->size : 0;
 	int			n = 0;
 
-	if (stats == NULL || connmgr_event_log_size == 0)
-		return 0;
-	next = pg_atomic_read_u64(&stats->next_event);
-	first = next > (uint64) connmgr_event_log_size ? next - connmgr_event_log_size : 0;
 	for (uint64 position = first; position < next; position++)
 	{
-		EventSlot  *slot = &stats->events[position % connmgr_event_log_size];
+		EventSlot  *slot = &stats->events[ring->first + position % ring->size];
 		uint64		before = pg_atomic_read_u64(&slot->seq);
 
 		pg_read_barrier();
@@ -304,6 +342,37 @@ connmgr_stats_events(ConnmgrEvent *buf)
 			n++;
 	}
 	return n;
+}
+
+/*
+ * Copy the logged events of both rings, oldest first, into buf (room for
+ * connmgr_event_log_size); returns how many.
+ */
+int
+connmgr_stats_events(ConnmgrEvent *buf)
+{
+	EventRing  *apart;
+	ConnmgrEvent *apart_events;
+	int			n;
+	int			napart;
+
+	if (stats == NULL || connmgr_event_log_size == 0)
+		return 0;
+	n = copy_ring(&stats->rings[RING_MAIN], buf);
+	apart = &stats->rings[RING_FAILED_LOGINS];
+	apart_events = palloc(sizeof(ConnmgrEvent) * Max(apart->size, 1));
+	napart = copy_ring(apart, apart_events);
+
+	/* Merge, from the newest down. */
+	for (int i = n - 1, j = napart - 1, k = n + napart - 1; j >= 0; k--)
+	{
+		if (i >= 0 && buf[i].time > apart_events[j].time)
+			buf[k] = buf[i--];
+		else
+			buf[k] = apart_events[j--];
+	}
+	pfree(apart_events);
+	return n + napart;
 }
 
 /*
@@ -390,6 +459,7 @@ connmgr_stats_reset(void)
 	stats->reset_time = GetCurrentTimestamp();
 	for (int i = 0; i < connmgr_event_log_size; i++)
 		pg_atomic_write_u64(&stats->events[i].seq, 0);
-	pg_atomic_write_u64(&stats->next_event, 0);
+	for (int r = 0; r < EVENT_RINGS; r++)
+		pg_atomic_write_u64(&stats->rings[r].next, 0);
 	LWLockRelease(connmgr_lock());
 }

@@ -180,5 +180,24 @@ ok( $node->log_contains(
 	'the log names database, client and application');
 $logged->quit;
 
+# ClassDB's functions are about connections: a superuser's own name lists
+# and ends its client sessions, never the background processes that run as
+# it (the logical replication launcher, connmgr's idle worker).
+$node->poll_query_until('postgres',
+	"SELECT count(*) >= 2 FROM pg_stat_activity WHERE usename = current_user AND backend_type IN ('logical replication launcher', 'connmgr idle worker')")
+  or die 'the background processes did not start';
+my $su_session = $node->background_psql('postgres');
+my $su_pid = $su_session->query_safe('SELECT pg_backend_pid()');
+my ($ret, $listed) = sql_as($node, undef,
+	"SELECT string_agg(a.backend_type, ',' ORDER BY a.backend_type) FROM connmgr.listUserConnections(current_user) l JOIN pg_stat_activity a USING (pid)");
+is($listed, 'client backend,client backend',
+	"listUserConnections(current_user) lists a superuser's two sessions only");
+my ($killed, $warnings);
+($ret, $killed, $warnings) = sql_as($node, undef,
+	'SELECT string_agg(pid::text || success::text, \',\') FROM connmgr.killUserConnections(current_user)');
+is($killed, "${su_pid}true", "killUserConnections(current_user) ends the superuser's other session only");
+unlike($warnings, qr/WARNING/, 'with no WARNING about background processes');
+$su_session->quit;
+
 $node->stop;
 done_testing();

@@ -1,7 +1,10 @@
 # kill_client_connections() and what a victim is told:
 # - every address form (address, address:port, [v6]:port, v6, CIDR) picks
 #   exactly the TCP connections from there, never a Unix-socket one; dry
-#   runs end nothing; non-addresses and NULL are 'Invalid address';
+#   runs end nothing; non-addresses, signed or blank ports, a CIDR with a
+#   port and NULL are 'Invalid address';
+# - a million addresses take memory for the addresses and the connections
+#   found, not for addresses times max_connections;
 # - only connections the caller may see are listed, and the caller's own
 #   is never ended;
 # - the client of an ended connection gets a DETAIL naming who ended it and
@@ -95,7 +98,9 @@ is($node->safe_psql('postgres', "SELECT client_addr FROM pg_stat_activity WHERE 
 	'::1', 'a session over IPv6 loopback');
 my $forms = "'127.0.0.1', '127.0.0.1:$va->{port}', '[::1]:$vc->{port}', '::1', "
   . "'127.0.0.0/8', '::1/128', '0.0.0.0/0', '::/0', '10.9.8.7', "
-  . "'nonsense', '300.1.1.1', '[::1', '127.0.0.1:0', NULL";
+  . "'nonsense', '300.1.1.1', '[::1', '127.0.0.1:0', NULL, "
+  . "'127.0.0.1:+$va->{port}', '127.0.0.1:-1', '127.0.0.1:', '127.0.0.1: $va->{port}', "
+  . "'[::1]: $vc->{port}', '127.0.0.0/8:$va->{port}', '[::1/128]:$vc->{port}'";
 my $expected = named_rows(join("\n",
 	'127.0.0.1|A|stu1|Would terminate', '127.0.0.1|B|stu2|Would terminate',
 	"127.0.0.1:$va->{port}|A|stu1|Would terminate",
@@ -106,7 +111,11 @@ my $expected = named_rows(join("\n",
 	'::/0|C|stu1|Would terminate',
 	'10.9.8.7|||No connection found from this address',
 	'nonsense|||Invalid address', '300.1.1.1|||Invalid address',
-	'[::1|||Invalid address', '127.0.0.1:0|||Invalid address', '|||Invalid address'));
+	'[::1|||Invalid address', '127.0.0.1:0|||Invalid address', '|||Invalid address',
+	"127.0.0.1:+$va->{port}|||Invalid address", '127.0.0.1:-1|||Invalid address',
+	'127.0.0.1:|||Invalid address', "127.0.0.1: $va->{port}|||Invalid address",
+	"[::1]: $vc->{port}|||Invalid address", "127.0.0.0/8:$va->{port}|||Invalid address",
+	"[::1/128]:$vc->{port}|||Invalid address"));
 is(kill_rows("ARRAY[$forms], dry_run => true", $va, $vb, $vc), $expected,
 	'dry run: each address form matches exactly its TCP sessions');
 alive('dry run: every session survives', 1, $va, $vb, $vc, $u);
@@ -148,6 +157,33 @@ is(kill_rows("ARRAY['127.0.0.1', '::1', '0.0.0.0/0']"),
 	'nothing left from the loopback: the Unix-socket session never matches');
 alive('the Unix-socket session survives it all', 1, $u);
 $u->quit;
+
+# A million addresses, one of which has a session: its row, and a row for
+# each of the others, within a few hundred megabytes of the backend's
+# memory (its peak resident size, where /proc tells it).
+my $va4 = tcp_session('A4', 'stu1', '127.0.0.1');
+my ($mret, $mout, $merr) = sql_as($node, undef, q{
+	SELECT string_agg(concat_ws('|', address, connection_id, message, n), ',' ORDER BY n)
+	  FROM (SELECT address, connection_id, message, count(*) AS n
+	          FROM connmgr.kill_client_connections(ARRAY(
+	                 SELECT CASE WHEN i = 500000 THEN '127.0.0.1' ELSE '10.9.8.7' END
+	                   FROM generate_series(1, 1000000) i ORDER BY i))
+	         GROUP BY 1, 2, 3) r;
+	SELECT substring(pg_read_file('/proc/self/status') FROM 'VmHWM:\s*(\d+) kB')
+	 WHERE (pg_stat_file('/proc/self/status', true)).modification IS NOT NULL;
+});
+my ($rows, $peak_kb) = split /\n/, $mout // '';
+is(named_rows($rows // '', $va4),
+	'127.0.0.1|A4|Connection found|1,10.9.8.7|No connection found from this address|999999',
+	'a million addresses: the one session is found, the others have a row each')
+  or diag($merr);
+alive('and the session is gone', 0, $va4);
+last_words($va4);
+SKIP:
+{
+	skip 'no /proc/self/status to read the peak memory from', 1 unless $mret == 0 && $peak_kb;
+	cmp_ok($peak_kb, '<', 512 * 1024, "the backend's peak memory stays below 512 MB");
+}
 
 # 2. Permissions: a student sees and ends only its own sessions, never the
 # one it calls from; a pg_read_all_stats member sees all, may end none.

@@ -1,6 +1,7 @@
 # Texts that connmgr keeps in shared memory stay valid wherever they are
 # read: a kill reason cut in the middle of a multibyte letter, a reason
-# given in a LATIN1 database for a victim in a UTF8 one, host names with
+# given in a LATIN1 database for a victim in a UTF8 one and the other way
+# round (converted, '?' only for what LATIN1 lacks), host names with
 # log_hostname on; and a NOLOGIN role's refused login is no opened
 # connection.
 use strict;
@@ -54,6 +55,26 @@ unlike($victim->{stderr}, qr/invalid byte sequence/, 'with no encoding error');
 	'latin');
 is($ret, 0, 'the LATIN1 database reads the event log') or diag($err);
 like($out, qr/^caf. ferm.$/, 'and shows the reason with what it can show');
+
+# A reason given in the UTF8 database reaches a victim in the LATIN1 one
+# converted: what LATIN1 has arrives as it is, each letter it lacks as '?'.
+{
+	local $ENV{PGCLIENTENCODING} = 'UTF8';
+	$victim = open_session($node, 'stu1', db => 'latin');
+	($ret, $out, $err) = sql_as($node, undef,
+		"SELECT message FROM connmgr.kill_connection('$victim->{pid}', U&'\\65E5\\672C\\8A9E \\00E9')");
+	is($out, 'Connection found', 'a kill from the UTF8 database of a victim in the LATIN1 one');
+	like(last_words($victim),
+		qr/DETAIL:  Your connection was ended by role "\S+": \?\?\? \x{c3}\x{a9}\./,
+		'the victim reads the reason in its encoding: the Japanese as ???, the e acute as itself');
+	$node->poll_query_until('postgres',
+		"SELECT count(*) = 3 FROM connmgr.connection_events WHERE event = 'terminate'")
+	  or die 'no third terminate event';
+	($ret, $out, $err) = sql_as($node, undef,
+		"SELECT reason FROM connmgr.connection_events WHERE event = 'terminate' ORDER BY event_time DESC LIMIT 1",
+		'latin');
+	is($out, "??? \x{c3}\x{a9}", 'and so does the LATIN1 database\'s event log');
+}
 
 # log_hostname: the event log records the client's address, not its name.
 $node->append_conf('postgresql.conf', "log_hostname = on\n");
