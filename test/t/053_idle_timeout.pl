@@ -1,7 +1,8 @@
 # idle_timeout and idle_in_transaction_timeout in a policy: the idle
-# worker ends a member's connection idle longer than the timeout, not one
-# running a query, nor one of a role without the policy; the victim is
-# told why, and the ending is logged and counted.  Users cannot SET it away.
+# worker ends a member's connection idle longer than the timeout, never
+# before it, not one running a query, nor one of a role without the policy;
+# the victim is told why, and the ending is logged and counted.  Users
+# cannot SET it away.
 use strict;
 use warnings;
 
@@ -20,27 +21,53 @@ ok($node->poll_query_until('postgres',
 		"SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'connmgr idle worker'"),
 	'the idle worker runs');
 
+# Since when the session has been in its current state, as the worker sees it.
+sub state_since
+{
+	my ($session) = @_;
+	return $node->safe_psql('postgres',
+		"SELECT state_change FROM pg_stat_activity WHERE pid = $session->{pid}");
+}
+
+# Wait until the session is gone; then, was it ended at least $interval
+# after $since?  (The event is logged as its backend exits.)
+sub ended_after
+{
+	my ($session, $since, $interval) = @_;
+	$node->poll_query_until('postgres',
+		"SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = $session->{pid}")
+	  or die "session $session->{pid} was not ended";
+	return $node->safe_psql('postgres', qq{
+		SELECT event_time - '$since'::timestamptz >= interval '$interval'
+		  FROM connmgr.connection_events
+		 WHERE pid = $session->{pid} AND event = 'terminate'}) eq 't';
+}
+
 my $idle = open_session($node, 'stu1');
 $idle->query_safe('SET idle_session_timeout = 0');	# a user's SET changes nothing
+my $idle_since = state_since($idle);
+# A query that runs until the lock is released.
+my $lock = $node->background_psql('postgres');
+$lock->query_safe('SELECT pg_advisory_lock(53)');
 my $busy = open_session($node, 'stu1');
-start_busy($node, $busy, 8);
+$busy->{stdin} .= "SELECT pg_advisory_lock(53);\n";
+$busy->{run}->pump_nb;
+$node->poll_query_until('postgres',
+	"SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $busy->{pid}")
+  or die 'the busy session did not start its query';
 my $outsider = open_session($node, 'other');
 my $in_xact = open_session($node, 'stu1');
 $in_xact->query_safe('BEGIN');
+my $in_xact_since = state_since($in_xact);
 $node->safe_psql('postgres', q{
 	SELECT connmgr.set_connection_limit('student', idle_timeout => '2s',
 	                                    idle_in_transaction_timeout => '6s')});
 
-$node->poll_query_until('postgres',
-	"SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = $idle->{pid}")
-  or die 'the idle connection was not ended';
-pass("the member's idle connection is ended after its idle_timeout");
-ok(backend_alive($node, $busy->{pid}), 'the one running a query is not');
-ok(backend_alive($node, $in_xact->{pid}), 'nor, before its own longer timeout, the one idle in a transaction');
-$node->poll_query_until('postgres',
-	"SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = $in_xact->{pid}")
-  or die 'the connection idle in a transaction was not ended';
-pass('which is ended after its idle_in_transaction_timeout');
+ok(ended_after($idle, $idle_since, '2s'),
+	"the member's idle connection is ended, not before its idle_timeout");
+ok(ended_after($in_xact, $in_xact_since, '6s'),
+	'the one idle in a transaction is ended, not before its longer idle_in_transaction_timeout');
+ok(backend_alive($node, $busy->{pid}), 'the one running a query is not, even past both timeouts');
 ok(backend_alive($node, $outsider->{pid}), 'a role without the policy keeps its idle connection');
 
 like(last_words($idle),
@@ -53,13 +80,14 @@ $node->poll_query_until('postgres',
   or die 'the endings were not counted';
 pass('and counted');
 
-# A busy connection that then sits idle is ended too.
-$node->poll_query_until('postgres',
-	"SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = $busy->{pid}")
-  or die 'the formerly busy connection was not ended once idle';
-pass('the busy connection is ended once it has been idle long enough');
+# The busy connection, once its query is over and it sits idle, is ended
+# too, not before its idle_timeout.
+my $released = $lock->query_safe('SELECT clock_timestamp() FROM pg_advisory_unlock(53)');
+ok(ended_after($busy, $released, '2s'),
+	'the busy connection is ended once it has been idle for its idle_timeout');
 ok(backend_alive($node, $outsider->{pid}), 'the outsider still keeps its connection');
 
+$lock->quit;
 $outsider->quit;
 $node->stop;
 done_testing();
