@@ -131,8 +131,17 @@ typedef enum ConnmgrEndingKind
 	ENDING_NONE,
 	ENDING_KILL,				/* a kill function */
 	ENDING_EVICTION,			/* evicted to admit a login of its role */
-	ENDING_IDLE_TIMEOUT			/* idle for longer than its idle_timeout */
+	ENDING_IDLE_TIMEOUT,		/* idle for longer than its idle_timeout */
+	ENDING_IDLE_IN_XACT_TIMEOUT /* idle in a transaction for longer than its
+								 * idle_in_transaction_timeout */
 } ConnmgrEndingKind;
+
+/* Did an idle timeout expire (rather than someone end the connection)? */
+static inline bool
+connmgr_ending_is_expiry(ConnmgrEndingKind kind)
+{
+	return kind == ENDING_IDLE_TIMEOUT || kind == ENDING_IDLE_IN_XACT_TIMEOUT;
+}
 
 #define CONNMGR_REASON_LEN 256
 

@@ -126,7 +126,8 @@ end_idle_connections(void)
 		if (t->super ||
 			(in_xact ? !idle_for(be, t->in_xact_ms, now) : !idle_for(be, t->idle_ms, now)))
 			continue;
-		(void) connmgr_end_connection(be, ENDING_IDLE_TIMEOUT,
+		(void) connmgr_end_connection(be,
+									  in_xact ? ENDING_IDLE_IN_XACT_TIMEOUT : ENDING_IDLE_TIMEOUT,
 									  psprintf(in_xact ?
 											   _("idle in a transaction for longer than %d ms, the idle_in_transaction_timeout of role \"%s\"") :
 											   _("idle for longer than %d ms, the idle_timeout of role \"%s\""),

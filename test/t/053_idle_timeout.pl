@@ -1,8 +1,9 @@
 # idle_timeout and idle_in_transaction_timeout in a policy: the idle
 # worker ends a member's connection idle longer than the timeout, never
 # before it, not one running a query, nor one of a role without the policy;
-# the victim is told why, and the ending is logged and counted.  Users
-# cannot SET it away.
+# the victim gets PostgreSQL's own SQLSTATE and message for an idle timeout
+# and is told why, and the ending is logged and counted.  Users cannot SET
+# it away.
 use strict;
 use warnings;
 
@@ -70,9 +71,16 @@ ok(ended_after($in_xact, $in_xact_since, '6s'),
 ok(backend_alive($node, $busy->{pid}), 'the one running a query is not, even past both timeouts');
 ok(backend_alive($node, $outsider->{pid}), 'a role without the policy keeps its idle connection');
 
+# What the clients hear: PostgreSQL's own FATAL for its idle timeouts
+# (SQLSTATE and message, as drivers and poolers know them), with connmgr's
+# DETAIL saying which policy.
+$_->{stdin} .= "\\set VERBOSITY verbose\n" for ($idle, $in_xact);
 like(last_words($idle),
-	qr/DETAIL:  Your connection was ended because it was idle for longer than 2000 ms, the idle_timeout of role "student"\./,
-	'the victim is told why');
+	qr/FATAL:  57P05: terminating connection due to idle-session timeout\nDETAIL:  Your connection was ended because it was idle for longer than 2000 ms, the idle_timeout of role "student"\./,
+	'the idle victim gets 57P05 and is told why');
+like(last_words($in_xact),
+	qr/FATAL:  25P03: terminating connection due to idle-in-transaction timeout\nDETAIL:  Your connection was ended because it was idle in a transaction for longer than 6000 ms, the idle_in_transaction_timeout of role "student"\./,
+	'the one idle in a transaction gets 25P03 and is told why');
 ok($node->log_contains(qr/ending connection $idle->{pid} of role "stu1": idle for longer than 2000 ms/),
 	'the ending is logged');
 $node->poll_query_until('postgres',
