@@ -242,6 +242,7 @@ typedef enum ConnmgrStat
 	STAT_REJECTED,
 	STAT_EVICTED,
 	STAT_TERMINATED,
+	STAT_EXPIRED,
 	STAT_AUTH_FAILED
 } ConnmgrStat;
 
@@ -252,6 +253,7 @@ typedef struct ConnmgrRoleStats
 	int64		rejected;
 	int64		evicted;
 	int64		terminated;
+	int64		expired;		/* ended by an idle timeout; not in 1.0's views */
 	int64		auth_failed;
 	TimestampTz last_connect;
 	TimestampTz last_reject;

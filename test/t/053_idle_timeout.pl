@@ -2,8 +2,8 @@
 # worker ends a member's connection idle longer than the timeout, never
 # before it, not one running a query, nor one of a role without the policy;
 # the victim gets PostgreSQL's own SQLSTATE and message for an idle timeout
-# and is told why, and the ending is logged and counted.  Users cannot SET
-# it away.
+# and is told why, and the ending is logged, and counted as closed but not
+# as terminated (nobody killed it).  Users cannot SET it away.
 use strict;
 use warnings;
 
@@ -83,10 +83,17 @@ like(last_words($in_xact),
 	'the one idle in a transaction gets 25P03 and is told why');
 ok($node->log_contains(qr/ending connection $idle->{pid} of role "stu1": idle for longer than 2000 ms/),
 	'the ending is logged');
+# Expirations are not kills: counted as closed, never as terminated.
+sub stu1_count
+{
+	my ($column) = @_;
+	return $node->safe_psql('postgres',
+		"SELECT $column FROM connmgr.role_activity WHERE role_name = 'stu1'");
+}
 $node->poll_query_until('postgres',
-	"SELECT terminated FROM connmgr.role_activity WHERE role_name = 'stu1'", '2')
-  or die 'the endings were not counted';
-pass('and counted');
+	"SELECT closed FROM connmgr.role_activity WHERE role_name = 'stu1'", '2')
+  or die 'the endings were not counted as closed';
+is(stu1_count('terminated'), '0', 'the endings are counted as closed, not as terminated');
 
 # The busy connection, once its query is over and it sits idle, is ended
 # too, not before its idle_timeout.
@@ -94,6 +101,10 @@ my $released = $lock->query_safe('SELECT clock_timestamp() FROM pg_advisory_unlo
 ok(ended_after($busy, $released, '2s'),
 	'the busy connection is ended once it has been idle for its idle_timeout');
 ok(backend_alive($node, $outsider->{pid}), 'the outsider still keeps its connection');
+$node->poll_query_until('postgres',
+	"SELECT closed FROM connmgr.role_activity WHERE role_name = 'stu1'", '3')
+  or die 'the third ending was not counted as closed';
+is(stu1_count('terminated'), '0', 'nor is it counted as terminated');
 
 $lock->quit;
 $outsider->quit;
