@@ -138,8 +138,17 @@ typedef enum ConnmgrEndingKind
 	ENDING_NONE,
 	ENDING_KILL,				/* a kill function */
 	ENDING_EVICTION,			/* evicted to admit a login of its role */
-	ENDING_IDLE_TIMEOUT			/* idle for longer than its idle_timeout */
+	ENDING_IDLE_TIMEOUT,		/* idle for longer than its idle_timeout */
+	ENDING_IDLE_IN_XACT_TIMEOUT /* idle in a transaction for longer than its
+								 * idle_in_transaction_timeout */
 } ConnmgrEndingKind;
+
+/* Did an idle timeout expire (rather than someone end the connection)? */
+static inline bool
+connmgr_ending_is_expiry(ConnmgrEndingKind kind)
+{
+	return kind == ENDING_IDLE_TIMEOUT || kind == ENDING_IDLE_IN_XACT_TIMEOUT;
+}
 
 #define CONNMGR_REASON_LEN 256
 
@@ -265,6 +274,7 @@ typedef enum ConnmgrStat
 	STAT_REJECTED,
 	STAT_EVICTED,
 	STAT_TERMINATED,
+	STAT_EXPIRED,
 	STAT_AUTH_FAILED
 } ConnmgrStat;
 
@@ -275,6 +285,7 @@ typedef struct ConnmgrRoleStats
 	int64		rejected;
 	int64		evicted;
 	int64		terminated;
+	int64		expired;		/* ended by an idle timeout; not in 1.0's views */
 	int64		auth_failed;
 	TimestampTz last_connect;
 	TimestampTz last_reject;

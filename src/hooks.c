@@ -18,7 +18,8 @@
  *
  * emit_log_hook, on the FATAL that ends a backend: "terminating connection
  * due to administrator command" gets the DETAIL of who ended the
- * connection and why (terminate.c); "too many connections" (53300), by
+ * connection and why, and becomes PostgreSQL's own FATAL for an idle
+ * timeout when one expired (terminate.c); "too many connections" (53300), by
  * connmgr or by PostgreSQL's own limits, counts as a refusal, and a failed
  * authentication (class 28: wrong password, no pg_hba.conf entry, no such
  * role) as auth_failed (stats.c).

@@ -16,6 +16,15 @@
  * one path, the plain client connections past them: logged, counted and
  * the victim told, like an eviction.  It reads only shared catalogs and
  * connects to no database.
+ *
+ * It runs from the server's start, also in a new cluster: until some
+ * backend has connected to a database, there is no shared relation cache
+ * file, and a process without a database cannot use the shared catalogs'
+ * indexes.  The worker then reads them as authentication does at that
+ * point (the catalog caches of roles, memberships and databases fall back
+ * to heap scans, and connmgr's own scans use the indexes only once
+ * criticalSharedRelcachesBuilt), for as long as the process lives.  So it
+ * never has to exit and be restarted to wait for the file.
  */
 #include "postgres.h"
 
@@ -24,12 +33,10 @@
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
-#include "storage/ipc.h"
 #include "storage/latch.h"
 #include "tcop/tcopprot.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
-#include "utils/relcache.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
@@ -126,7 +133,8 @@ end_idle_connections(void)
 		if (t->super ||
 			(in_xact ? !idle_for(be, t->in_xact_ms, now) : !idle_for(be, t->idle_ms, now)))
 			continue;
-		(void) connmgr_end_connection(be, ENDING_IDLE_TIMEOUT,
+		(void) connmgr_end_connection(be,
+									  in_xact ? ENDING_IDLE_IN_XACT_TIMEOUT : ENDING_IDLE_TIMEOUT,
 									  psprintf(in_xact ?
 											   _("idle in a transaction for longer than %d ms, the idle_in_transaction_timeout of role \"%s\"") :
 											   _("idle for longer than %d ms, the idle_timeout of role \"%s\""),
@@ -157,14 +165,6 @@ connmgr_idle_worker_main(Datum arg)
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
-
-	/*
-	 * Without a database, shared catalogs can be read only once some backend
-	 * has written the shared relation cache file (in a new cluster, not
-	 * yet): leave, and be started again shortly.
-	 */
-	if (!criticalSharedRelcachesBuilt)
-		proc_exit(1);
 
 	for (;;)
 	{

@@ -272,8 +272,10 @@ release_at_exit(int code, Datum arg)
 		 */
 		if (slot->ending.kind == ENDING_EVICTION)
 			connmgr_stats_count_locked(STAT_EVICTED);
-		if (slot->ending.kind == ENDING_KILL || slot->ending.kind == ENDING_IDLE_TIMEOUT)
+		if (slot->ending.kind == ENDING_KILL)
 			connmgr_stats_count_locked(STAT_TERMINATED);
+		if (connmgr_ending_is_expiry(slot->ending.kind))
+			connmgr_stats_count_locked(STAT_EXPIRED);
 		connmgr_stats_count_locked(STAT_CLOSED);
 		if (slot->ending.kind != ENDING_NONE)
 			connmgr_stats_event(slot->ending.kind == ENDING_EVICTION ?

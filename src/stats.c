@@ -6,8 +6,10 @@
  * Counters: one hash entry per role name that has tried to connect since
  * the server started or the statistics were reset: opened (admitted
  * logins), closed, rejected (refused with 53300, by connmgr or by
- * PostgreSQL's own limits), evicted, terminated (through connmgr),
- * auth_failed, last_connect and last_reject.  Server totals of the same,
+ * PostgreSQL's own limits), evicted, terminated (through connmgr's kill
+ * functions), expired (ended by an idle timeout: kept apart from the kills,
+ * but the views of version 1.0 have no column for it yet), auth_failed,
+ * last_connect and last_reject.  Server totals of the same,
  * and opens and closes per 10-second bucket over the last hour (churn and
  * leak signals).  When the hash holds connmgr.max_role_stats entries, a
  * new role's counters are not kept; the server totals still count it.
@@ -202,6 +204,9 @@ bump(ConnmgrRoleStats *s, ConnmgrStat what, TimestampTz now)
 		case STAT_TERMINATED:
 			s->terminated++;
 			break;
+		case STAT_EXPIRED:
+			s->expired++;
+			break;
 		case STAT_AUTH_FAILED:
 			s->auth_failed++;
 			break;
@@ -225,7 +230,7 @@ current_bucket(TimestampTz now)
 
 /*
  * Lock held exclusively: count what happened to a connection of this
- * backend's user (opened, closed, evicted, terminated).
+ * backend's user (opened, closed, evicted, terminated, expired).
  */
 void
 connmgr_stats_count_locked(ConnmgrStat what)

@@ -19,8 +19,11 @@
  * target's slot in shared memory (shmem.c), matched on pid and start time;
  * the victim's emit_log_hook adds it as the DETAIL of its own "terminating
  * connection due to administrator command", so the client learns who ended
- * it and why.  A plain pg_terminate_backend() leaves no note, and the
- * message is PostgreSQL's own.
+ * it and why.  When the note says an idle timeout expired, the hook also
+ * makes that FATAL PostgreSQL's own for its idle timeouts (SQLSTATE and
+ * message), which drivers and poolers treat differently from a kill.  A
+ * plain pg_terminate_backend() leaves no note, and the message is
+ * PostgreSQL's own.
  *
  * A connection is gone once its process no longer exists (kill(pid, 0)
  * fails with ESRCH), by which time it has left the proc array and the
@@ -84,7 +87,7 @@ log_ending(const PgBackendStatus *be, ConnmgrEndingKind kind, const char *reason
 	const char *client = or_none(connmgr_client_addr_text(be));
 	const char *id = connmgr_connection_id(be);
 
-	if (kind == ENDING_IDLE_TIMEOUT)
+	if (connmgr_ending_is_expiry(kind))
 		ereport(LOG,
 				(errcode(ERRCODE_SUCCESSFUL_COMPLETION),
 				 errmsg("ending connection %d of role \"%s\": %s",
@@ -144,7 +147,7 @@ connmgr_end_connection(const PgBackendStatus *be, ConnmgrEndingKind kind,
 {
 	ConnmgrTarget target = connmgr_target_of(be);
 	ConnmgrEnding ending;
-	const char *actor = kind == ENDING_IDLE_TIMEOUT ? "connmgr" :
+	const char *actor = connmgr_ending_is_expiry(kind) ? "connmgr" :
 		GetUserNameFromId(kind == ENDING_EVICTION ? be->st_userid : GetUserId(), true);
 
 	memset(&ending, 0, sizeof(ending));
@@ -359,7 +362,7 @@ ending_detail(const ConnmgrEnding *ending)
 	if (ending->kind == ENDING_EVICTION)
 		return psprintf(_("Your connection was idle, so it was ended to admit a new login of role \"%s\" at its connection limit."),
 						actor);
-	if (ending->kind == ENDING_IDLE_TIMEOUT)
+	if (connmgr_ending_is_expiry(ending->kind))
 		return psprintf(_("Your connection was ended because it was %s."),
 						connmgr_from_shared_text(ending->reason));
 	if (ending->reason[0] == '\0')
@@ -369,15 +372,44 @@ ending_detail(const ConnmgrEnding *ending)
 }
 
 /*
+ * Make the FATAL of an expired idle timeout the one PostgreSQL sends for
+ * its own idle_session_timeout or idle_in_transaction_session_timeout: the
+ * same SQLSTATE, and the same message in PostgreSQL's translation.
+ */
+static void
+report_as_timeout(ErrorData *edata, ConnmgrEndingKind kind)
+{
+	const char *message;
+
+	if (kind == ENDING_IDLE_IN_XACT_TIMEOUT)
+	{
+		edata->sqlerrcode = ERRCODE_IDLE_IN_TRANSACTION_SESSION_TIMEOUT;
+		message = gettext_noop("terminating connection due to idle-in-transaction timeout");
+	}
+	else
+	{
+		edata->sqlerrcode = ERRCODE_IDLE_SESSION_TIMEOUT;
+		message = gettext_noop("terminating connection due to idle-session timeout");
+	}
+	edata->message_id = message;
+	edata->message = MemoryContextStrdup(ErrorContext,
+										 dgettext(PG_TEXTDOMAIN("postgres"), message));
+}
+
+/*
  * From emit_log_hook: when this backend reports "terminating connection due
  * to administrator command" and connmgr noted who ended it, add that as
- * the DETAIL, for the client and the server log alike.
+ * the DETAIL, for the client and the server log alike; an idle timeout is
+ * reported as PostgreSQL reports its own.
  */
 void
 connmgr_tell_victim(ErrorData *edata)
 {
 	ConnmgrEnding ending;
 
-	if (edata->detail == NULL && connmgr_my_ending(&ending))
-		edata->detail = MemoryContextStrdup(ErrorContext, ending_detail(&ending));
+	if (edata->detail != NULL || !connmgr_my_ending(&ending))
+		return;
+	if (connmgr_ending_is_expiry(ending.kind))
+		report_as_timeout(edata, ending.kind);
+	edata->detail = MemoryContextStrdup(ErrorContext, ending_detail(&ending));
 }
