@@ -39,11 +39,12 @@
  *	  invalidations within the statement, so hooks.c notes the statement
  *	  and its own transaction bumps at its end.  Which changes the prepared
  *	  transaction holds is not known then, so every COMMIT PREPARED bumps.
- * A noted transaction that aborts bumps too, which is harmless.  Other
- * backends need not act when they read the invalidations: the committing
- * backend bumped for all of them.  A backend that dies between visibility
- * and its bump takes the server through crash recovery, which starts
- * with an empty cache.
+ * A noted transaction that aborts bumps too, which is harmless; so does
+ * one ended by FATAL (the backend aborts it on its way out), and interrupts
+ * are held from ProcArrayEndTransaction to the callback.  A backend that
+ * crashes in between takes the server through crash recovery, which starts
+ * with an empty cache.  Other backends need not act when they read the
+ * invalidations: the committing backend bumped for all of them.
  *
  * A hot standby does not use the cache: its startup process replays
  * invalidations only for the backends running at the time, and nothing
