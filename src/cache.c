@@ -5,25 +5,50 @@
  *		to it, as limits.c resolves them from the catalogs.  A login whose
  *		answer is cached reads no catalog and needs no subtransaction.
  *
- * Never stale.  One generation number covers the whole cache; an entry is
- * used only while the generation is the one it was filled under, and a
- * login reads the generation before it reads any catalog.  The generation
- * is bumped
- *	- after every commit that changed pg_authid or pg_auth_members (a role's
- *	  attributes, name or memberships), by syscache callbacks, which every
- *	  backend runs when it processes the invalidation, the committing one
- *	  right after its commit became visible;
- *	- before such a commit becomes visible, by the committing backend, when
- *	  it ran role DDL (hooks.c) or wrote a connmgr policy label: a login in
- *	  between reads the new generation and then the new catalogs;
- *	- writing a policy label queues an invalidation of the role's pg_authid
- *	  cache entry, as ALTER ROLE would, so that the bump after commit comes
- *	  the same way (pg_shseclabel has no syscache of its own).
+ * Never stale: a login that starts after a commit has returned is judged
+ * by it, whatever the commit path and whichever database it ran in.  One
+ * generation number covers the whole cache; an entry is used only by a
+ * login that read the generation it was filled under.  Two rules:
+ *	- A commit that changes what an answer depends on bumps the generation
+ *	  after it became visible to every snapshot and queued its invalidation
+ *	  messages, and before it returns.
+ *	- A login reads the generation first, then takes in the invalidations
+ *	  queued so far and drops its catalog snapshot; whatever it then reads
+ *	  from the catalogs (syscaches included) is at least as new as every
+ *	  commit that bumped the generation before it read it.
+ * So an entry filled under generation g holds the rules of every commit
+ * whose bump made g or an earlier value, and a login that reads g after a
+ * commit's bump finds only such entries.  Entries filled while a change was
+ * not yet visible (between PREPARE and COMMIT PREPARED, or while a commit
+ * waits for a synchronous standby: RecordTransactionCommit waits before
+ * ProcArrayEndTransaction) were filled under an older generation and are
+ * never used again.  A bump before the commit became visible would not do:
+ * a login in between would fill an entry from the old catalogs under the
+ * new generation.
+ *
+ * Where the bump comes from:
+ *	- a transaction whose invalidation messages, as it commits, include
+ *	  pg_authid's or pg_auth_members' catalog caches (role DDL of every
+ *	  kind, DROP OWNED, direct catalog updates, and connmgr policy labels,
+ *	  which invalidate the role's pg_authid entry because pg_shseclabel has
+ *	  no syscache) is noted at XACT_EVENT_PRE_COMMIT and bumps from a
+ *	  resource-release callback at the end of the transaction, which runs
+ *	  after ProcArrayEndTransaction and AtEOXact_Inval;
+ *	- COMMIT PREPARED: a prepared transaction runs no callback when it is
+ *	  committed; FinishPreparedTransaction makes it visible and queues its
+ *	  invalidations within the statement, so hooks.c notes the statement
+ *	  and its own transaction bumps at its end.  Which changes the prepared
+ *	  transaction holds is not known then, so every COMMIT PREPARED bumps.
+ * A noted transaction that aborts bumps too, which is harmless; so does
+ * one ended by FATAL (the backend aborts it on its way out), and interrupts
+ * are held from ProcArrayEndTransaction to the callback.  A backend that
+ * crashes in between takes the server through crash recovery, which starts
+ * with an empty cache.  Other backends need not act when they read the
+ * invalidations: the committing backend bumped for all of them.
+ *
  * A hot standby does not use the cache: its startup process replays
- * invalidations only for the backends running at the time, and with none
- * running, nothing would tell the cache.  Its logins read the catalogs.
- * So a login is judged by the rules committed before it started, and a
- * login racing a change at worst rebuilds its entry.
+ * invalidations only for the backends running at the time, and nothing
+ * bumps the generation there.  Its logins read the catalogs.
  *
  * Storage: a hash of entries by role OID, and an arena of their roles and
  * checks, emptied as a whole by the first insert under a new generation.
@@ -43,8 +68,11 @@
 #include "port/atomics.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
+#include "storage/sinval.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
+#include "utils/resowner.h"
+#include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
 #include "connmgr.h"
@@ -73,9 +101,8 @@ typedef struct CacheShared
 static CacheShared *cache = NULL;
 static HTAB *entries = NULL;
 
-/* Did this transaction change what a login's answer depends on? */
-static bool changed_in_xact = false;
-static bool xact_callback_registered = false;
+/* Must this transaction bump the generation when it ends? */
+static bool bump_at_end = false;
 
 static Size
 arena_size(void)
@@ -118,10 +145,24 @@ connmgr_cache_shmem_init(void)
 							&info, HASH_ELEM | HASH_BLOBS);
 }
 
+/*
+ * The generation, read by a login before anything else it needs for its
+ * answer; then this backend's catalog caches are brought up to date, so
+ * that what the login reads from the catalogs is at least as new as every
+ * commit that bumped the generation before.
+ */
 uint64
 connmgr_cache_generation(void)
 {
-	return cache ? pg_atomic_read_u64(&cache->generation) : 0;
+	uint64		generation;
+
+	if (cache == NULL)
+		return 0;
+	generation = pg_atomic_read_u64(&cache->generation);
+	pg_read_barrier();
+	AcceptInvalidationMessages();
+	InvalidateCatalogSnapshot();
+	return generation;
 }
 
 static void
@@ -232,61 +273,67 @@ connmgr_cache_store(Oid user, uint64 generation, bool enabled,
 	LWLockRelease(connmgr_lock());
 }
 
-/* Syscache callback on pg_authid and pg_auth_members. */
-static void
-invalidate_on_catalog_change(Datum arg, int cacheid, uint32 hashvalue)
+/* Is the message an invalidation of pg_authid's or pg_auth_members' caches? */
+static bool
+invalidates_roles(const SharedInvalidationMessage *msg)
 {
-	bump_generation();
+	/* A change of a tuple invalidates every catalog cache of its catalog. */
+	return msg->id == AUTHOID || msg->id == AUTHMEMMEMROLE;
 }
 
-/* Before this transaction's changes become visible, and after. */
-static void
-invalidate_at_commit(XactEvent event, void *arg)
+/* Does the committing transaction change roles, memberships or policies? */
+static bool
+commit_changes_roles(void)
 {
-	switch (event)
-	{
-		case XACT_EVENT_PRE_COMMIT:
-		case XACT_EVENT_PARALLEL_PRE_COMMIT:
-		case XACT_EVENT_PRE_PREPARE:
-			if (changed_in_xact)
-				bump_generation();
-			break;
-		case XACT_EVENT_COMMIT:
-		case XACT_EVENT_PARALLEL_COMMIT:
-		case XACT_EVENT_ABORT:
-		case XACT_EVENT_PARALLEL_ABORT:
-		case XACT_EVENT_PREPARE:
-			changed_in_xact = false;
-			break;
-	}
+	SharedInvalidationMessage *msgs;
+	bool		relcache_init_file;
+	int			n = xactGetCommittedInvalidationMessages(&msgs, &relcache_init_file);
+
+	for (int i = 0; i < n; i++)
+		if (invalidates_roles(&msgs[i]))
+			return true;
+	return false;
+}
+
+static void
+note_role_changes(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_PRE_COMMIT && commit_changes_roles())
+		bump_at_end = true;
 }
 
 /*
- * This transaction changes roles or memberships: bump the generation once
- * more just before its commit becomes visible.
+ * At the end of a top-level transaction: after its commit became visible
+ * (after any wait for a synchronous standby) and its invalidations were
+ * queued.
  */
-void
-connmgr_cache_note_role_change(void)
+static void
+bump_after_commit(ResourceReleasePhase phase, bool isCommit, bool isTopLevel, void *arg)
 {
-	if (!xact_callback_registered)
+	if (phase == RESOURCE_RELEASE_AFTER_LOCKS && isTopLevel && bump_at_end)
 	{
-		RegisterXactCallback(invalidate_at_commit, NULL);
-		xact_callback_registered = true;
+		bump_at_end = false;
+		bump_generation();
 	}
-	changed_in_xact = true;
+}
+
+/* This transaction runs COMMIT PREPARED: bump when it ends. */
+void
+connmgr_cache_note_commit_prepared(void)
+{
+	bump_at_end = true;
 }
 
 /*
- * This transaction changes the policy label of roleid: as for role DDL,
- * and queue an invalidation of the role's pg_authid cache entry, so that
- * every backend and every hot standby bumps the generation after commit.
+ * This transaction changes the policy label of roleid: queue an
+ * invalidation of the role's pg_authid cache entry, as ALTER ROLE would,
+ * so that the commit bumps the generation.
  */
 void
 connmgr_cache_note_policy_change(Oid roleid)
 {
 	HeapTuple	tuple = SearchSysCacheCopy1(AUTHOID, ObjectIdGetDatum(roleid));
 
-	connmgr_cache_note_role_change();
 	if (HeapTupleIsValid(tuple))
 	{
 		Relation	rel = table_open(AuthIdRelationId, AccessShareLock);
@@ -301,7 +348,6 @@ connmgr_cache_note_policy_change(Oid roleid)
 void
 connmgr_cache_register_callbacks(void)
 {
-	CacheRegisterSyscacheCallback(AUTHOID, invalidate_on_catalog_change, (Datum) 0);
-	CacheRegisterSyscacheCallback(AUTHMEMMEMROLE, invalidate_on_catalog_change, (Datum) 0);
-	CacheRegisterSyscacheCallback(AUTHMEMROLEMEM, invalidate_on_catalog_change, (Datum) 0);
+	RegisterXactCallback(note_role_changes, NULL);
+	RegisterResourceReleaseCallback(bump_after_commit, NULL);
 }

@@ -373,7 +373,7 @@ extern bool connmgr_cache_lookup(Oid user, uint64 generation, bool enabled,
 extern void connmgr_cache_store(Oid user, uint64 generation, bool enabled,
 								const Oid *roles, int nroles,
 								const ConnmgrCheck *checks, int nchecks);
-extern void connmgr_cache_note_role_change(void);
+extern void connmgr_cache_note_commit_prepared(void);
 extern void connmgr_cache_note_policy_change(Oid roleid);
 extern void connmgr_cache_register_callbacks(void);
 

@@ -12,9 +12,9 @@
  * connections, which can run ordinary SQL too); an admitted login is
  * counted and logged as an event (stats.c).
  *
- * ProcessUtility_hook: role DDL (CREATE, ALTER, DROP, GRANT or REVOKE of
- * roles, renames) marks the transaction, so that the login cache is
- * invalidated before its commit becomes visible (cache.c).
+ * ProcessUtility_hook: COMMIT PREPARED marks its transaction, so that the
+ * login cache learns of the prepared transaction's changes once they are
+ * visible (cache.c).
  *
  * emit_log_hook, on the FATAL that ends a backend: "terminating connection
  * due to administrator command" gets the DETAIL of who ended the
@@ -120,22 +120,11 @@ connmgr_emit_log(ErrorData *edata)
 		count_failed_login(STAT_AUTH_FAILED, EVENT_AUTH_FAILED);
 }
 
-/* Does the statement change roles or their memberships? */
 static bool
-is_role_ddl(const Node *stmt)
+is_commit_prepared(const Node *stmt)
 {
-	switch (nodeTag(stmt))
-	{
-		case T_CreateRoleStmt:
-		case T_AlterRoleStmt:
-		case T_DropRoleStmt:
-		case T_GrantRoleStmt:
-			return true;
-		case T_RenameStmt:
-			return ((const RenameStmt *) stmt)->renameType == OBJECT_ROLE;
-		default:
-			return false;
-	}
+	return IsA(stmt, TransactionStmt) &&
+		((const TransactionStmt *) stmt)->kind == TRANS_STMT_COMMIT_PREPARED;
 }
 
 static void
@@ -144,8 +133,8 @@ connmgr_process_utility(PlannedStmt *pstmt, const char *queryString,
 						ParamListInfo params, QueryEnvironment *queryEnv,
 						DestReceiver *dest, QueryCompletion *qc)
 {
-	if (is_role_ddl(pstmt->utilityStmt))
-		connmgr_cache_note_role_change();
+	if (is_commit_prepared(pstmt->utilityStmt))
+		connmgr_cache_note_commit_prepared();
 	if (prev_process_utility_hook)
 		prev_process_utility_hook(pstmt, queryString, readOnlyTree, context,
 								  params, queryEnv, dest, qc);
