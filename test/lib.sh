@@ -25,6 +25,31 @@ as_root() {
 	fi
 }
 
+# apt-get as root, non-interactive and quiet: its output is shown only when
+# it fails.  When another apt-get or dpkg holds a lock, it waits for it, up to
+# CONNMGR_APT_WAIT seconds (default 600), instead of failing: for dpkg's lock
+# through DPkg::Lock::Timeout, and for the package lists' lock ("apt-get
+# update", which that option does not cover in Debian 12's apt) by trying
+# again every 5 seconds.
+apt_get() {
+	local wait=${CONNMGR_APT_WAIT:-600} start=$SECONDS out said=0
+	out=$(mktemp "${TMPDIR:-/tmp}/connmgr-apt.XXXXXX")
+	until as_root env DEBIAN_FRONTEND=noninteractive apt-get -y -qq \
+		-o DPkg::Lock::Timeout="$wait" "$@" >"$out" 2>&1; do
+		if grep -q 'Could not get lock' "$out" && [ $((SECONDS - start)) -lt "$wait" ]; then
+			[ $said -eq 1 ] || echo "connmgr: apt-get $1: waiting for another apt-get or dpkg to finish"
+			said=1
+			sleep 5
+			continue
+		fi
+		echo "connmgr: apt-get $* failed:" >&2
+		cat "$out" >&2
+		rm -f "$out"
+		return 1
+	done
+	rm -f "$out"
+}
+
 # Install those of the given Debian packages that are missing, with one
 # apt-get update first.
 # Without recommended packages: prometheus would bring node-exporter, a
@@ -37,9 +62,8 @@ ensure_packages() {
 	done
 	[ -z "$missing" ] && return 0
 	echo "connmgr: installing$missing"
-	as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-	as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-		$missing >/dev/null
+	apt_get update
+	apt_get install --no-install-recommends $missing
 }
 
 PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}

@@ -21,15 +21,6 @@ PG_CONFIG=/usr/lib/postgresql/$PG_MAJOR/bin/pg_config
 
 package=postgresql-$PG_MAJOR-connmgr
 port=54330
-# apt-get, waiting for a lock others may hold; its chatter goes to a log
-# that is shown when it fails.
-apt_get() {
-	as_root env DEBIAN_FRONTEND=noninteractive apt-get -y -qq \
-		-o DPkg::Lock::Timeout=300 "$@" >"$work/apt.log" 2>&1 || {
-		cat "$work/apt.log" >&2
-		return 1
-	}
-}
 say() { echo "connmgr package: $*"; }
 fail() {
 	echo "connmgr package: $*" >&2
