@@ -64,10 +64,31 @@ ensure_packages() {
 	echo "connmgr: installing$missing"
 	apt_get update
 	apt_get install --no-install-recommends $missing
+	# PostgreSQL may have come with them.
+	find_pg_config
 }
 
-PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
-PG_BINDIR=$(dirname "$PG_CONFIG")
+# The PostgreSQL to build against and run when the caller names none in
+# PG_CONFIG: pg_config on PATH (Debian's picks its newest server
+# development package), else the newest Debian installation.  Sets
+# PG_CONFIG and PG_BINDIR, empty when there is none yet.
+connmgr_pg_config_given=${PG_CONFIG:+1}
+find_pg_config() {
+	if [ -z "$connmgr_pg_config_given" ]; then
+		PG_CONFIG=$(command -v pg_config ||
+			{ ls -v /usr/lib/postgresql/*/bin/pg_config 2>/dev/null | tail -n 1; } || true)
+	fi
+	PG_BINDIR=""
+	if [ -n "${PG_CONFIG:-}" ]; then PG_BINDIR=$("$PG_CONFIG" --bindir 2>/dev/null || true); fi
+	return 0
+}
+find_pg_config
+
+# The major release of an installation, from its pg_config ("PostgreSQL
+# 15.20 (Debian ...)" is 15); empty when it says nothing of the kind.
+pg_major() {
+	"$1" --version 2>/dev/null | sed -n 's/^PostgreSQL \([0-9][0-9]*\).*/\1/p'
+}
 
 # Build warning-free (-Werror) and install into the PostgreSQL tree.
 build_and_install() {

@@ -15,11 +15,8 @@
 # user with sudo.  Exits non-zero on any failure.
 set -euo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
-PG_MAJOR=15
-PG_CONFIG=/usr/lib/postgresql/$PG_MAJOR/bin/pg_config
 . "$src/test/lib.sh"
 
-package=postgresql-$PG_MAJOR-connmgr
 port=54330
 say() { echo "connmgr package: $*"; }
 fail() {
@@ -29,6 +26,7 @@ fail() {
 
 # Everything the script makes or changes, undone by cleanup on any exit.
 work=""
+package=""
 installed=0
 saved=""
 holder=""
@@ -73,6 +71,14 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM HUP
 
 ensure_packages $CONNMGR_PACKAGES $CONNMGR_PACKAGES_DEB
+
+# The release the package is for: Debian's PostgreSQL (PG_CONFIG, else
+# the newest server development package).
+[ -n "$PG_CONFIG" ] || fail "no pg_config: install postgresql-server-dev-NN"
+PG_MAJOR=$(pg_major "$PG_CONFIG")
+[ -n "$PG_MAJOR" ] || fail "$PG_CONFIG does not say which PostgreSQL it is"
+package=postgresql-$PG_MAJOR-connmgr
+say "for PostgreSQL $PG_MAJOR ($PG_CONFIG)"
 
 case $(dpkg-query -W -f='${db:Status-Status}' "$package" 2>/dev/null || true) in
 	"" | not-installed) ;;
