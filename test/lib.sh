@@ -90,6 +90,23 @@ pg_major() {
 	"$1" --version 2>/dev/null | sed -n 's/^PostgreSQL \([0-9][0-9]*\).*/\1/p'
 }
 
+# The ports of the servers the scripts start all lie in a range that
+# starts at CONNMGR_PORT_BASE (default 58430), one offset per server (the
+# Makefile's defaults for "make installcheck" and "make pgtapcheck" are
+# base + 2 and base + 3):
+#   sandbox      base + 0
+#   package      base + 1
+#   matrix.sh    base + 2 + 2n (pg_regress) and base + 3 + 2n (pgTAP) for
+#                its n-th installation, n = 1, 2, ...
+CONNMGR_PORT_BASE=${CONNMGR_PORT_BASE:-58430}
+case $CONNMGR_PORT_BASE in
+'' | *[!0-9]*)
+	echo "connmgr: CONNMGR_PORT_BASE must be a port number, not '$CONNMGR_PORT_BASE'" >&2
+	exit 2
+	;;
+esac
+port_at() { echo $((CONNMGR_PORT_BASE + $1)); }
+
 # Build warning-free (-Werror) and install into the PostgreSQL tree.
 build_and_install() {
 	local src=$1

@@ -19,6 +19,7 @@
 # Works as root (the tests then run as the postgres OS user, which must be
 # able to read and execute the installations) or as an ordinary user
 # (installing through sudo where the installation is not writable).
+# Ports: from CONNMGR_PORT_BASE (see test/lib.sh).
 set -uo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
 . "$src/test/lib.sh"
@@ -101,8 +102,8 @@ for pg_config in "$@"; do
 	PG_LIBDIR=$("$pg_config" --libdir)
 	# Ports of their own for each installation (pg_regress's temporary
 	# instance and the pgTAP cluster), in case runs overlap.
-	ports="REGRESS_PORT=$((58430 + 10 * i))"
-	pgtap_port=$((58431 + 10 * i))
+	ports="REGRESS_PORT=$(port_at $((2 + 2 * i)))"
+	pgtap_port=$(port_at $((3 + 2 * i)))
 	work=$(scratch_copy "$src")
 	logs=$(mktemp -d "${TMPDIR:-/tmp}/connmgr-matrix.XXXXXX")
 	chmod 755 "$logs"

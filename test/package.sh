@@ -17,7 +17,7 @@ set -euo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
 . "$src/test/lib.sh"
 
-port=54330
+port=$(port_at 1)
 say() { echo "connmgr package: $*"; }
 fail() {
 	echo "connmgr package: $*" >&2

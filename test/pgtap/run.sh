@@ -6,8 +6,8 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 PG_CONFIG=${PG_CONFIG:-pg_config}
 bindir=$("$PG_CONFIG" --bindir)
+port=${PGTAP_PORT:?"set PGTAP_PORT (make pgtapcheck does)"}
 data=$(mktemp -d "${TMPDIR:-/tmp}/connmgr-pgtap.XXXXXX")
-port=${PGTAP_PORT:-58433}
 trap '"$bindir/pg_ctl" -D "$data/db" -m immediate stop >/dev/null 2>&1 || true; rm -rf "$data"' EXIT
 
 "$bindir/initdb" -D "$data/db" -U postgres -A trust >/dev/null
