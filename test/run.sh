@@ -7,7 +7,7 @@
 # (test/package.sh).  Installs missing Debian packages first.
 # Works as root (servers and tests then run as the postgres OS user).
 #
-#     bash test/run.sh [--parts LIST] [--require LIST] [PG_CONFIG...]
+#     bash test/run.sh [--load N] [--parts LIST] [--require LIST] [PG_CONFIG...]
 #
 # The installations: the pg_config paths given as arguments, else those in
 # CONNMGR_PG_CONFIGS (separated by spaces), else for each supported release
@@ -16,6 +16,10 @@
 # in CONNMGR_PG_TARBALLS, or by default in ../shared/pg beside the
 # checkout, unpacked into a temporary directory.  It says which it uses.
 #
+#   --load N       N CPU-bound processes run beside the suite, started after
+#                  the set-up and stopped with the run whatever happens
+#                  (CONNMGR_LOAD=N); the load average is printed at the
+#                  start and the end
 #   --parts LIST   only these of regress, tap, pgtap, package (commas or
 #                  spaces; CONNMGR_PARTS); by default all of them, and all
 #                  but package when installations are given
@@ -33,19 +37,21 @@ src=$(cd "$(dirname "$0")/.." && pwd)
 . "$src/test/lib.sh"
 
 usage() {
-	echo "usage: bash test/run.sh [--parts LIST] [--require LIST] [PG_CONFIG...]"
+	echo "usage: bash test/run.sh [--load N] [--parts LIST] [--require LIST] [PG_CONFIG...]"
 	echo "(the comment at the top of test/run.sh and the README's \"Tests\" say more)"
 }
 
+load=${CONNMGR_LOAD:-0}
 parts=${CONNMGR_PARTS:-}
 require=${CONNMGR_REQUIRE:-}
 while [ $# -gt 0 ]; do
 	case $1 in
+	--load=*) load=${1#*=} ;;
 	--parts=*) parts=${1#*=} ;;
 	--require=*) require=${1#*=} ;;
-	--parts | --require)
+	--load | --parts | --require)
 		[ $# -ge 2 ] || { echo "connmgr: $1 needs a value" >&2; exit 2; }
-		case $1 in --parts) parts=$2 ;; --require) require=$2 ;; esac
+		case $1 in --load) load=$2 ;; --parts) parts=$2 ;; --require) require=$2 ;; esac
 		shift
 		;;
 	-h | --help) usage; exit 0 ;;
@@ -55,6 +61,9 @@ while [ $# -gt 0 ]; do
 	esac
 	shift
 done
+case $load in
+'' | *[!0-9]*) echo "connmgr: --load takes a number of processes, not '$load'" >&2; exit 2 ;;
+esac
 require=${require//,/ }
 
 # The installations given, and where they come from.
@@ -85,11 +94,39 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/connmgr-pg.XXXXXX")
 chmod 755 "$tmp"
 report=$tmp/report
 : >"$report"
+load_pid=""   # the leader of the CPU-bound processes' process group
+
+# --load: N endless CPU-bound loops in a process group of their own, which
+# stop_load ends as a whole.  Each loop also ends by itself once this run
+# is gone, so none outlives it even when the run is killed with SIGKILL.
+start_load() {
+	local n=$1
+	echo "connmgr: load: starting $n CPU-bound processes beside the suite ($(nproc) CPUs)"
+	echo "connmgr: load average at the start: $(cut -d' ' -f1-3 /proc/loadavg)"
+	setsid bash -c '
+		for _ in $(seq "$1"); do
+			while kill -0 "$2" 2>/dev/null; do
+				for ((i = 0; i < 200000; i++)); do :; done
+			done &
+		done
+		wait' connmgr-load "$n" $$ </dev/null >/dev/null 2>&1 &
+	load_pid=$!
+}
+
+stop_load() {
+	[ -n "$load_pid" ] || return 0
+	echo "connmgr: load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+	kill -TERM -- "-$load_pid" 2>/dev/null || true
+	wait "$load_pid" 2>/dev/null || true
+	echo "connmgr: load: stopped the $load processes"
+	load_pid=""
+}
 
 cleanup() {
 	local rc=$?
 	trap - EXIT INT TERM HUP
 	stop_step
+	stop_load
 	rm -rf "$tmp"
 	exit $rc
 }
@@ -181,6 +218,8 @@ case " $suite_parts " in
 	;;
 esac
 
+if [ "$load" -gt 0 ]; then start_load "$load"; fi
+
 status=0
 if [ ${#configs[@]} -gt 0 ]; then
 	run_step bash "$src/test/matrix.sh" --parts "$suite_parts" --report "$report" "${configs[@]}" ||
@@ -203,5 +242,6 @@ if [ $package -eq 1 ]; then
 	echo "package|$(pg_major "$PG_CONFIG")|$name|$result; $((SECONDS - started))s)" >>"$report"
 fi
 
+stop_load
 print_verdict "$report" "$require" "$(parts_note "$suite_parts")" || status=1
 exit $status
