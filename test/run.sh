@@ -243,5 +243,6 @@ if [ $package -eq 1 ]; then
 fi
 
 stop_load
+echo "connmgr: the run took $((SECONDS / 60)) min $((SECONDS % 60)) s"
 print_verdict "$report" "$require" "$(parts_note "$suite_parts")" || status=1
 exit $status
