@@ -37,7 +37,7 @@ apt_get() {
 	until as_root env DEBIAN_FRONTEND=noninteractive apt-get -y -qq \
 		-o DPkg::Lock::Timeout="$wait" "$@" >"$out" 2>&1; do
 		if grep -q 'Could not get lock' "$out" && [ $((SECONDS - start)) -lt "$wait" ]; then
-			[ $said -eq 1 ] || echo "connmgr: apt-get $1: waiting for another apt-get or dpkg to finish"
+			[ $said -eq 1 ] || echo "connmgr: apt-get $*: waiting for another apt-get or dpkg to finish"
 			said=1
 			sleep 5
 			continue
