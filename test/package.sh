@@ -7,7 +7,7 @@
 # fails here.  Uncommitted changes are therefore not tested.  Run from an
 # unpacked tarball (no git), it builds from a copy of the tree instead.
 #
-# postgresql-15-connmgr installs the same files as "make install"; those
+# postgresql-NN-connmgr installs the same files as "make install"; those
 # found before the install are saved and put back once the package is
 # purged, so the machine is left as it was.  The cluster listens on a Unix
 # socket in a temporary directory only; no existing cluster is touched.
