@@ -31,7 +31,11 @@ PGFILEDESC = "connmgr - connection management"
 REGRESS = classdb_api limits_api
 REGRESS_OPTS = --temp-instance=tmp_check_regress \
 	--temp-config=$(srcdir)/test/regress.conf --port=$(REGRESS_PORT)
-REGRESS_PORT ?= 58432
+# The ports of pg_regress's instance and of the pgTAP cluster: base + 2 and
+# + 3, where the scripts' other servers also are (see test/lib.sh).
+CONNMGR_PORT_BASE ?= 58430
+REGRESS_PORT ?= $(shell echo $$(($(CONNMGR_PORT_BASE) + 2)))
+PGTAP_PORT ?= $(shell echo $$(($(CONNMGR_PORT_BASE) + 3)))
 
 TAP_TESTS = 1
 PROVE_TESTS = test/t/*.pl
@@ -52,7 +56,7 @@ PROVE_FLAGS = -I $(srcdir)/test/perl
 
 .PHONY: pgtapcheck
 pgtapcheck:
-	PG_CONFIG=$(PG_CONFIG) $(srcdir)/test/pgtap/run.sh
+	PG_CONFIG=$(PG_CONFIG) PGTAP_PORT=$(PGTAP_PORT) $(srcdir)/test/pgtap/run.sh
 
 # Release tarballs for PGXN and packagers: connmgr-VERSION.tar.gz and .zip
 # of the committed HEAD (git archive; .gitattributes says what stays out),

@@ -2,6 +2,7 @@
 # Run connmgr's whole test suite against each PostgreSQL installation given
 # by its pg_config, one after another:
 #
+#     bash test/matrix.sh [--parts LIST] [--report FILE] PG_CONFIG...
 #     bash test/matrix.sh /usr/lib/postgresql/15/bin/pg_config /opt/pg17/bin/pg_config
 #
 # For each installation: copy the source tree to a scratch directory of its
@@ -9,33 +10,42 @@
 # stays clean), build there warning-free (WERROR=1), install into that
 # installation, and run pg_regress ("make installcheck" without the TAP
 # tests), the TAP tests (test/t/, "make installcheck" without pg_regress)
-# and pgTAP ("make pgtapcheck").  Each part runs even if an earlier one
+# and pgTAP ("make pgtapcheck").  --parts runs only some of them (regress,
+# tap, pgtap; commas or spaces).  Each part runs even if an earlier one
 # failed; a failing part's diffs and logs are printed.  At the end one line
-# per installation says passed or FAILED; the exit status is non-zero if
-# any failed.
+# per installation says passed or FAILED, a line for each supported
+# release not given says so, and a closing line names what passed; the
+# exit status is non-zero if any failed.  With --report FILE, those lines
+# are appended to FILE for test/run.sh's verdict instead (print_verdict in
+# test/lib.sh says how).
 #
 # It installs no packages: pg_prove, Perl's IPC::Run and pgTAP (in each
 # installation's share/extension) must be there; test/run.sh sees to that.
 # Works as root (the tests then run as the postgres OS user, which must be
 # able to read and execute the installations) or as an ordinary user
 # (installing through sudo where the installation is not writable).
+# Ports: from CONNMGR_PORT_BASE (see test/lib.sh).
 set -uo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
 . "$src/test/lib.sh"
 
-# --not-tested "NAME|WHY" (repeatable) adds a line for a release the
-# caller could not test to the report.
-names=()
-results=()
-untested=()
-while [ $# -gt 0 ] && [ "$1" = --not-tested ]; do
-	untested+=("$2")
-	shift 2
+parts=$SUITE_PARTS
+report=""
+while [ $# -gt 0 ]; do
+	case $1 in
+	--parts) parts=${2//,/ }; shift 2 ;;
+	--report) report=$2; shift 2 ;;
+	--) shift; break ;;
+	-*) echo "$0: unknown option $1" >&2; exit 2 ;;
+	*) break ;;
+	esac
 done
-if [ $# -eq 0 ]; then
-	echo "usage: $0 [--not-tested 'NAME|WHY']... PG_CONFIG..." >&2
+check_parts "$parts" "$SUITE_PARTS" || exit 2
+if [ $# -eq 0 ] || [ -z "$parts" ]; then
+	echo "usage: $0 [--parts regress,tap,pgtap] [--report FILE] PG_CONFIG..." >&2
 	exit 2
 fi
+only=$(parts_note "$parts")
 
 # Print a failed part's evidence: pg_regress's diffs, and for each TAP test
 # that prove reported as failed its log and the tail of its servers' logs.
@@ -66,12 +76,39 @@ show_failure() {
 	esac
 }
 
-# Run one part as the run user, its output shown as it comes and kept in $out.
+# Run one part as the run user, its output shown as it comes and kept in
+# $out, without make's "+++ tap install-check in . +++" banners.
 run_part() {
 	local out=$1
 	shift
-	as_run_user "$@" 2>&1 | tee "$out"
+	as_run_user "$@" 2>&1 | sed -u '/^\(# \)\?+++ .* +++$/d' | tee "$out"
 }
+
+# The report's lines (see print_verdict in test/lib.sh).
+if [ -z "$report" ]; then
+	report=$(mktemp "${TMPDIR:-/tmp}/connmgr-report.XXXXXX")
+	print=1
+else
+	print=0
+fi
+report() { echo "release|$1|$2|$3" >>"$report"; }
+
+# The scratch copy and logs of the installation under test, removed when
+# it is done, and also when the run is interrupted.
+work=""
+logs=""
+remove_scratch() {
+	if [ "${CONNMGR_KEEP_SCRATCH:-0}" = 1 ]; then
+		[ -z "$work" ] || echo "connmgr: kept $work (build and test results) and $logs"
+	else
+		rm -rf "$work" "$logs"
+	fi
+	work=""
+	logs=""
+}
+trap 'stop_step; remove_scratch; [ $print -eq 0 ] || rm -f "$report"' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 failed=0
 i=0
@@ -86,12 +123,11 @@ for pg_config in "$@"; do
 	esac
 	if ! [ -x "$pg_config" ] || ! version=$("$pg_config" --version 2>/dev/null); then
 		echo "connmgr: $pg_config is not a runnable pg_config"
-		names+=("$pg_config")
-		results+=("FAILED (no runnable pg_config there)")
+		report "?" "$pg_config" "FAILED (no runnable pg_config there)"
 		failed=1
 		continue
 	fi
-	names+=("$version")
+	major=$(pg_major "$pg_config")
 	echo "################ $version"
 	# as_run_user puts these first in PATH and LD_LIBRARY_PATH: this
 	# installation's programs and its own libpq (a relocated installation's
@@ -101,66 +137,60 @@ for pg_config in "$@"; do
 	PG_LIBDIR=$("$pg_config" --libdir)
 	# Ports of their own for each installation (pg_regress's temporary
 	# instance and the pgTAP cluster), in case runs overlap.
-	ports="REGRESS_PORT=$((58430 + 10 * i))"
-	pgtap_port=$((58431 + 10 * i))
+	regress_port=$(port_at $((2 + 2 * i)))
+	pgtap_port=$(port_at $((3 + 2 * i)))
 	work=$(scratch_copy "$src")
 	logs=$(mktemp -d "${TMPDIR:-/tmp}/connmgr-matrix.XXXXXX")
 	chmod 755 "$logs"
 	started=$SECONDS
 	status=""
+	mk=(make -s -C "$work" PG_CONFIG="$pg_config")
 
 	# "make clean" first: the checkout may hold another release's objects.
-	if ! as_run_user make -s -C "$work" PG_CONFIG="$pg_config" clean ||
-		! as_run_user make -s -C "$work" PG_CONFIG="$pg_config" WERROR=1; then
+	if ! as_run_user "${mk[@]}" clean || ! as_run_user "${mk[@]}" WERROR=1; then
 		status="build FAILED"
 	else
 		# Install as ourselves where we may write, else as root.
 		if [ -w "$("$pg_config" --pkglibdir)" ] && [ -w "$("$pg_config" --sharedir)/extension" ]; then
-			make -s -C "$work" PG_CONFIG="$pg_config" install
+			"${mk[@]}" install
 		else
-			as_root make -s -C "$work" PG_CONFIG="$pg_config" install
+			as_root "${mk[@]}" install
 		fi || status="install FAILED"
 	fi
 	if [ -z "$status" ]; then
-		parts=()
-		run_part "$logs/regress" make -C "$work" PG_CONFIG="$pg_config" $ports TAP_TESTS= installcheck &&
-			parts+=("regress passed") ||
-			{ parts+=("regress FAILED"); show_failure "$work" regress "$logs/regress"; }
-		run_part "$logs/tap" make -C "$work" PG_CONFIG="$pg_config" $ports REGRESS= installcheck &&
-			parts+=("TAP passed") ||
-			{ parts+=("TAP FAILED"); show_failure "$work" tap "$logs/tap"; }
-		run_part "$logs/pgtap" env PGTAP_PORT=$pgtap_port make -C "$work" PG_CONFIG="$pg_config" pgtapcheck &&
-			parts+=("pgTAP passed") ||
-			parts+=("pgTAP FAILED")
-		status=$(IFS=,; echo "${parts[*]}" | sed 's/,/, /g')
+		done_parts=()
+		for part in $parts; do
+			case $part in
+			regress)
+				run_step run_part "$logs/regress" "${mk[@]}" REGRESS_PORT="$regress_port" TAP_TESTS= installcheck &&
+					done_parts+=("regress passed") ||
+					{ done_parts+=("regress FAILED"); show_failure "$work" regress "$logs/regress"; }
+				;;
+			tap)
+				run_step run_part "$logs/tap" "${mk[@]}" REGRESS= installcheck &&
+					done_parts+=("TAP passed") ||
+					{ done_parts+=("TAP FAILED"); show_failure "$work" tap "$logs/tap"; }
+				;;
+			pgtap)
+				run_step run_part "$logs/pgtap" "${mk[@]}" PGTAP_PORT="$pgtap_port" pgtapcheck &&
+					done_parts+=("pgTAP passed") ||
+					done_parts+=("pgTAP FAILED")
+				;;
+			esac
+		done
+		status=$(comma_list "${done_parts[@]}")
 	fi
 	elapsed=$((SECONDS - started))
 	case $status in
-	*FAILED*) results+=("FAILED ($status; ${elapsed}s)"); failed=1 ;;
-	*) results+=("passed ($status; ${elapsed}s)") ;;
+	*FAILED*) result="FAILED ($status; ${elapsed}s)"; failed=1 ;;
+	*) result="passed ($status; ${elapsed}s)" ;;
 	esac
-	echo "################ $version: ${results[-1]}"
-	if [ "${CONNMGR_KEEP_SCRATCH:-0}" = 1 ]; then
-		echo "connmgr: kept $work (build and test results) and $logs"
-	else
-		rm -rf "$work" "$logs"
-	fi
+	report "${major:-?}" "$version" "$result"
+	echo "################ $version: $result"
+	remove_scratch
 done
 
-echo
-for line in "${untested[@]}"; do
-	names+=("${line%%|*}")
-	results+=("${line#*|}")
-done
-echo "================ connmgr test matrix ================"
-width=0
-for name in "${names[@]}"; do [ ${#name} -gt $width ] && width=${#name}; done
-for n in "${!names[@]}"; do
-	printf '%-*s  %s\n' $width "${names[$n]}" "${results[$n]}"
-done
-if [ $failed -ne 0 ]; then
-	echo "connmgr: TESTS FAILED"
-else
-	echo "connmgr: all tests passed on every installation"
+if [ $print -eq 1 ]; then
+	print_verdict "$report" "" "$only" || failed=1
 fi
 exit $failed

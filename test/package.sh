@@ -7,7 +7,7 @@
 # fails here.  Uncommitted changes are therefore not tested.  Run from an
 # unpacked tarball (no git), it builds from a copy of the tree instead.
 #
-# postgresql-15-connmgr installs the same files as "make install"; those
+# postgresql-NN-connmgr installs the same files as "make install"; those
 # found before the install are saved and put back once the package is
 # purged, so the machine is left as it was.  The cluster listens on a Unix
 # socket in a temporary directory only; no existing cluster is touched.
@@ -15,21 +15,9 @@
 # user with sudo.  Exits non-zero on any failure.
 set -euo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
-PG_MAJOR=15
-PG_CONFIG=/usr/lib/postgresql/$PG_MAJOR/bin/pg_config
 . "$src/test/lib.sh"
 
-package=postgresql-$PG_MAJOR-connmgr
-port=54330
-# apt-get, waiting for a lock others may hold; its chatter goes to a log
-# that is shown when it fails.
-apt_get() {
-	as_root env DEBIAN_FRONTEND=noninteractive apt-get -y -qq \
-		-o DPkg::Lock::Timeout=300 "$@" >"$work/apt.log" 2>&1 || {
-		cat "$work/apt.log" >&2
-		return 1
-	}
-}
+port=$(port_at 1)
 say() { echo "connmgr package: $*"; }
 fail() {
 	echo "connmgr package: $*" >&2
@@ -38,6 +26,7 @@ fail() {
 
 # Everything the script makes or changes, undone by cleanup on any exit.
 work=""
+package=""
 installed=0
 saved=""
 holder=""
@@ -82,6 +71,14 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM HUP
 
 ensure_packages $CONNMGR_PACKAGES $CONNMGR_PACKAGES_DEB
+
+# The release the package is for: Debian's PostgreSQL (PG_CONFIG, else
+# the newest server development package).
+[ -n "$PG_CONFIG" ] || fail "no pg_config: install postgresql-server-dev-NN"
+PG_MAJOR=$(pg_major "$PG_CONFIG")
+[ -n "$PG_MAJOR" ] || fail "$PG_CONFIG does not say which PostgreSQL it is"
+package=postgresql-$PG_MAJOR-connmgr
+say "for PostgreSQL $PG_MAJOR ($PG_CONFIG)"
 
 case $(dpkg-query -W -f='${db:Status-Status}' "$package" 2>/dev/null || true) in
 	"" | not-installed) ;;

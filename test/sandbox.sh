@@ -16,7 +16,7 @@ build_and_install "$src"
 dir=$(mktemp -d "${TMPDIR:-/tmp}/connmgr-sandbox.XXXXXX")
 chmod 755 "$dir"
 [ "$(id -u)" -eq 0 ] && chown "$(run_user)": "$dir"
-port=54329
+port=$(port_at 0)
 pids=()
 
 teardown() {

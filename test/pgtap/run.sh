@@ -6,9 +6,20 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 PG_CONFIG=${PG_CONFIG:-pg_config}
 bindir=$("$PG_CONFIG" --bindir)
+port=${PGTAP_PORT:?"set PGTAP_PORT (make pgtapcheck does)"}
 data=$(mktemp -d "${TMPDIR:-/tmp}/connmgr-pgtap.XXXXXX")
-port=${PGTAP_PORT:-58433}
-trap '"$bindir/pg_ctl" -D "$data/db" -m immediate stop >/dev/null 2>&1 || true; rm -rf "$data"' EXIT
+# On failure the end of the server's log, then stop and remove the cluster.
+cleanup() {
+	local rc=$?
+	if [ $rc -ne 0 ] && [ -f "$data/server.log" ]; then
+		echo "=== pgTAP server log (last 40 lines)"
+		tail -n 40 "$data/server.log"
+	fi
+	"$bindir/pg_ctl" -D "$data/db" -m immediate stop >/dev/null 2>&1 || true
+	rm -rf "$data"
+	exit $rc
+}
+trap cleanup EXIT
 
 "$bindir/initdb" -D "$data/db" -U postgres -A trust >/dev/null
 cat >>"$data/db/postgresql.conf" <<CONF
