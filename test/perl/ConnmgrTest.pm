@@ -8,12 +8,14 @@ use warnings;
 use Exporter 'import';
 use File::Spec;
 use IPC::Run;
+use Time::HiRes;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
 our @EXPORT = qw(connmgr_node open_session open_sessions close_sessions
   backend_alive sql_as wait_for_count gated_logins wait_idle start_busy
+  poll_session
   last_words find_program permission_matrix);
 
 # The same query output from a background session on every release's test
@@ -100,6 +102,23 @@ sub wait_for_count
 		"SELECT total_connections FROM connmgr.connection_limits WHERE role_name = '$role'",
 		$n)
 	  or die "connmgr did not settle at $n connections for $role";
+}
+
+# Run $sql in the background session $session until it returns $expected
+# (or time runs out); returns the last result.  For polling from one
+# session that stays connected, e.g. to watch the event log without
+# logging events of its own.
+sub poll_session
+{
+	my ($session, $sql, $expected) = @_;
+	my $got;
+	for (1 .. 10 * $PostgreSQL::Test::Utils::timeout_default)
+	{
+		$got = $session->query_safe($sql);
+		last if $got eq $expected;
+		Time::HiRes::usleep(100_000);
+	}
+	return $got;
 }
 
 # $n logins of $user at the same moment: each runs psql, logs in and waits

@@ -13,7 +13,6 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
-use Time::HiRes qw(usleep);
 use ConnmgrTest;
 
 my $node = connmgr_node('monitoring',
@@ -44,20 +43,12 @@ $mon->set_query_timer_restart;	# each poll may take up to the timeout
 my $su = $mon->query_safe('SELECT current_user');
 my $mon_pid = $mon->query_safe('SELECT pg_backend_pid()');
 
-# Run $sql in the monitoring session until it returns $expected (or time
-# runs out); returns the last result.  A backend updates the counters and
-# events as it exits, a moment after its client has seen the end.
+# Poll in the monitoring session (a backend updates the counters and
+# events as it exits, a moment after its client has seen the end).
 sub wait_until
 {
 	my ($sql, $expected) = @_;
-	my $got;
-	for (1 .. 10 * $PostgreSQL::Test::Utils::timeout_default)
-	{
-		$got = $mon->query_safe($sql);
-		last if $got eq $expected;
-		usleep(100_000);
-	}
-	return $got;
+	return poll_session($mon, $sql, $expected);
 }
 
 sub poll_is

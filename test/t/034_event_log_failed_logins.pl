@@ -10,7 +10,6 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
-use Time::HiRes qw(usleep);
 use ConnmgrTest;
 
 my $node = connmgr_node('failed_logins', "connmgr.event_log_size = 20\n");
@@ -29,19 +28,12 @@ my $mon = $node->background_psql('postgres');
 my $su = $mon->query_safe('SELECT current_user');
 my $events = "SELECT string_agg(concat_ws('|', event, username, reason), ',') FROM connmgr.connection_events";
 
-# Run $sql in the monitoring session until it returns $expected (or time
-# runs out); returns the last result.
+# Poll in the monitoring session (a backend updates the counters and
+# events as it exits, a moment after its client has seen the end).
 sub wait_until
 {
 	my ($sql, $expected) = @_;
-	my $got;
-	for (1 .. 10 * $PostgreSQL::Test::Utils::timeout_default)
-	{
-		$got = $mon->query_safe($sql);
-		last if $got eq $expected;
-		usleep(100_000);
-	}
-	return $got;
+	return poll_session($mon, $sql, $expected);
 }
 
 # A backend logs its disconnect before it leaves pg_stat_activity: once
